@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from . import PRESET_IMAGE_SIZE, PRESETS, count_macs, count_params, create_model, stage_plan
 
 
@@ -12,7 +14,8 @@ def preset_rows(image_size: int | None = None) -> list[dict[str, str]]:
     rows = []
     for name, cfg in PRESETS.items():
         size = image_size or PRESET_IMAGE_SIZE[name]
-        model = create_model(name, num_classes=cfg.num_classes)
+        with torch.device("meta"):  # shapes only: counting needs no real weights
+            model = create_model(name, num_classes=cfg.num_classes)
         plans = stage_plan(cfg, size)
         rows.append({
             "preset": name,

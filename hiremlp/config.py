@@ -40,7 +40,13 @@ def _split(value: Any) -> list:
     return list(value)
 
 
-def _to_int(name: str, value: Any, minimum: int, what: str) -> int:
+def _to_int(name: str, value: Any, minimum: int, what: str, whole: Any = None) -> int:
+    """``value`` as an int >= ``minimum``; errors quote ``whole`` (the field's full value) when given."""
+    if whole is not None and whole != value:
+        what = f"entry {value!r}: {what}"
+        value_for_error = whole
+    else:
+        value_for_error = value
     try:
         number = int(value)
         if isinstance(value, float) and number != value:
@@ -48,9 +54,9 @@ def _to_int(name: str, value: Any, minimum: int, what: str) -> int:
         if isinstance(value, bool):
             raise ValueError
     except (TypeError, ValueError):
-        _fail(name, value, f"{what} must be an integer >= {minimum}")
+        _fail(name, value_for_error, f"{what} must be an integer >= {minimum}")
     if number < minimum:
-        _fail(name, value, f"{what} must be an integer >= {minimum}")
+        _fail(name, value_for_error, f"{what} must be an integer >= {minimum}")
     return number
 
 
@@ -59,7 +65,7 @@ def parse_ints(name: str, value: Any, minimum: int, stages: int | None) -> tuple
     items = _split(value)
     if not items:
         _fail(name, value, "give at least one integer")
-    ints = tuple(_to_int(name, item, minimum, "each entry") for item in items)
+    ints = tuple(_to_int(name, item, minimum, "each entry", value) for item in items)
     if stages is not None and len(ints) != stages:
         _fail(name, value, f"give one entry per stage ({stages} stages, got {len(ints)})")
     return ints
@@ -75,13 +81,13 @@ def parse_region_sizes(value: Any, stages: int) -> tuple[tuple[int, int], ...]:
             parts = item.lower().split("x")
             if len(parts) != 2:
                 _fail(name, value, "each entry is p or HxW, e.g. '4,3,3,2' or '4x2,3x3,3x3,2x2'")
-            pairs.append(tuple(_to_int(name, part, 1, "each region side") for part in parts))
+            pairs.append(tuple(_to_int(name, part, 1, "each region side", value) for part in parts))
         elif isinstance(item, (tuple, list)):
             if len(item) != 2:
                 _fail(name, value, "each entry is p or a pair (h, w)")
-            pairs.append(tuple(_to_int(name, part, 1, "each region side") for part in item))
+            pairs.append(tuple(_to_int(name, part, 1, "each region side", value) for part in item))
         else:
-            side = _to_int(name, item, 1, "each region side")
+            side = _to_int(name, item, 1, "each region side", value)
             pairs.append((side, side))
     if len(pairs) != stages:
         _fail(name, value, f"give one region size per stage ({stages} stages, got {len(pairs)})")
