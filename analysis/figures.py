@@ -1,0 +1,149 @@
+"""Figures for a study: our accuracy beside the paper's, ours-vs-paper scatter, validation curves, resolution.
+
+Figures are built on `matplotlib.figure.Figure` directly (no pyplot state), so the same functions work in a
+script (saved with the Agg canvas) and in a notebook (shown inline).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from analysis.tables import PAPER_COLUMN
+
+
+def save(fig: Figure, folder: str | Path, stem: str) -> list[Path]:
+    """Write `stem.png` and `stem.svg` into `folder`; returns both paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
+    for p in paths:
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+    return paths
+
+
+def _errs(std: pd.Series) -> np.ndarray:
+    return np.nan_to_num(std.to_numpy(dtype=float), nan=0.0)
+
+
+def accuracy_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
+    """Twin panels sharing the row axis: ours (mean ± std over seeds) and the paper's top-1.
+
+    The scales differ (CIFAR at 32 px vs ImageNet at 224 px), so each panel gets its own x axis.
+    Rows without our results are labelled with their status instead of being dropped.
+    """
+    n = len(summary)
+    fig = Figure(figsize=(9, 0.45 * n + 1.6), layout="constrained")
+    ax_ours, ax_paper = fig.subplots(1, 2, sharey=True)
+    y = np.arange(n)[::-1]
+    has = summary["n"].to_numpy() > 0
+    metric = summary.attrs.get("metric", "test_acc")
+    ax_ours.errorbar(summary["mean"][has], y[has], xerr=_errs(summary["std"][has]), fmt="o", capsize=3,
+                     color="C0")
+    for yi, (_, rec) in zip(y, summary.iterrows(), strict=True):
+        if rec["is_default"] and rec["n"]:
+            ax_ours.axvline(rec["mean"], color="C0", lw=0.8, ls=":")
+        if not rec["n"]:
+            ax_ours.annotate(rec["status"], (0.02, yi), xycoords=("axes fraction", "data"), va="center",
+                             color="C3", fontsize=8)
+    ax_ours.set_title("ours: mean ± std over seeds", fontsize=9)
+    ax_ours.set_xlabel(f"{metric} (%)")
+    ax_ours.set_ylim(-0.6, n - 0.4)  # every row keeps its place, with or without data
+    ax_ours.set_yticks(y, [f"{r}  (n={k})" for r, k in zip(summary["row"], summary["n"], strict=True)])
+    has_paper = summary["paper_top1"].notna().to_numpy()
+    ax_paper.plot(summary["paper_top1"][has_paper], y[has_paper], "s", color="C1")
+    default = summary[summary["is_default"] & summary["paper_top1"].notna()]
+    for v in default["paper_top1"]:
+        ax_paper.axvline(v, color="C1", lw=0.8, ls=":")
+    ax_paper.set_title(PAPER_COLUMN.replace(" (", "\n("), fontsize=9)
+    ax_paper.set_xlabel("top-1 (%)")
+    if not has.any():
+        ax_ours.set_xlim(0, 100)
+    if not has_paper.any():
+        ax_paper.text(0.5, 0.5, "no paper numbers\nfor this study", transform=ax_paper.transAxes, ha="center")
+        ax_paper.set_xticks([])
+    for ax in (ax_ours, ax_paper):
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def ours_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
+    """Scatter of our mean (± std) against the paper's top-1, one labelled point per row."""
+    fig = Figure(figsize=(5.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    both = summary[(summary["n"] > 0) & summary["paper_top1"].notna()]
+    ax.errorbar(both["paper_top1"], both["mean"], yerr=_errs(both["std"]), fmt="o", capsize=3)
+    for _, rec in both.iterrows():
+        ax.annotate(rec["row"], (rec["paper_top1"], rec["mean"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
+    ra = summary.attrs.get("rank")
+    corr = "" if ra is None or math.isnan(ra.spearman) else f"Spearman ρ = {ra.spearman:.2f}, n = {ra.n}"
+    ax.set_title("\n".join(t for t in (title, corr) if t), fontsize=10)
+    ax.set_xlabel(PAPER_COLUMN)
+    ax.set_ylabel(f"ours: {summary.attrs.get('metric', 'test_acc')} (%)")
+    ax.grid(alpha=0.3)
+    if both.empty:
+        ax.text(0.5, 0.5, "no rows with both numbers", transform=ax.transAxes, ha="center")
+    return fig
+
+
+def validation_curves(curves: pd.DataFrame, order: list[str] | None = None, metric: str = "val_acc",
+                      title: str = "") -> Figure:
+    """Per row, the mean over seeds of `metric` per epoch, shaded ± std where there are 2+ seeds."""
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    if curves.empty or metric not in curves.columns:
+        ax.text(0.5, 0.5, f"no per-epoch {metric} found", transform=ax.transAxes, ha="center")
+        return fig
+    rows = order or list(dict.fromkeys(curves["row"]))
+    for i, row in enumerate(r for r in rows if r in set(curves["row"])):
+        g = curves[curves["row"] == row].groupby("epoch")[metric]
+        mean, std, count = g.mean(), g.std(), g.count()
+        ax.plot(mean.index, mean.to_numpy(), color=f"C{i % 10}", label=f"{row} (n={int(count.max())})")
+        band = std.fillna(0.0).to_numpy()
+        ax.fill_between(mean.index, mean - band, mean + band, color=f"C{i % 10}", alpha=0.15, lw=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} (%), mean over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def accuracy_vs_resolution(summary: pd.DataFrame, train_size: int | None = None, title: str = "") -> Figure:
+    """Accuracy against test input size, a line per row with error bars over seeds; n/a sizes are gaps."""
+    sizes = summary.attrs.get("sizes", [])
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    dodge = 0.15 * (min(np.diff(sizes)) if len(sizes) > 1 else 1)  # keep error bars of rows apart
+    for i, (_, rec) in enumerate(summary.iterrows()):
+        means = np.array([rec[f"mean@{s}"] for s in sizes], dtype=float)
+        stds = np.nan_to_num(np.array([rec[f"std@{s}"] for s in sizes], dtype=float), nan=0.0)
+        if np.isnan(means).all():
+            continue
+        xs = np.array(sizes, dtype=float) + dodge * (i - (len(summary) - 1) / 2)
+        ax.errorbar(xs, means, yerr=stds, fmt="o-", capsize=3, color=f"C{i % 10}", label=str(rec["row"]))
+        for s, m in zip(sizes, means, strict=True):
+            if math.isnan(m) and isinstance(rec[f"na@{s}"], str):
+                ax.annotate(f"n/a: {rec['row']}", (s, 0.03 + 0.06 * i), xycoords=("data", "axes fraction"),
+                            color=f"C{i % 10}", fontsize=7, ha="right")
+    if train_size is not None:
+        ax.axvline(train_size, color="k", ls="--", lw=1, label=f"training size ({train_size} px)")
+    ax.set_xticks(sizes or [train_size or 0])
+    ax.set_xlabel("test input size (px)")
+    ax.set_ylabel("top-1 (%), mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig

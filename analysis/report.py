@@ -1,0 +1,160 @@
+"""Write a study's report: table (md/csv/tex), figures (png/svg) and report.md, into `<run folder>/report/`.
+
+    python analysis/report.py --study padding [--protocol smoke] [--storage URL] [--runs-dir runs]
+
+`sweeps/run.py` calls `report_study` at the end of a study, so a finished sweep always has a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python analysis/report.py`: make `analysis` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from analysis import figures  # noqa: E402
+from analysis.load import LoadError, get_study_spec, load_curves, load_study, study_dir  # noqa: E402
+from analysis.tables import (  # noqa: E402
+    display_table,
+    rank_sentence,
+    summarize_study,
+    to_csv_frame,
+    to_latex,
+    to_markdown,
+)
+
+TRAIN_SIZE_COLUMNS = ("image_size", "train_size", "train_image_size", "cfg.image_size")
+DEFAULT_TRAIN_SIZE = 32  # every protocol trains on CIFAR at its native size
+
+
+def train_size(df: pd.DataFrame) -> int:
+    """The training input size, from the results if recorded there, else CIFAR's 32 px."""
+    for col in TRAIN_SIZE_COLUMNS:
+        if col in df.columns and pd.to_numeric(df[col], errors="coerce").notna().any():
+            return int(pd.to_numeric(df[col], errors="coerce").dropna().iloc[0])
+    return DEFAULT_TRAIN_SIZE
+
+
+def _first(df: pd.DataFrame, *columns: str) -> float | str | None:
+    for col in columns:
+        if col in df.columns and df[col].notna().any():
+            return df[col].dropna().iloc[0]
+    return None
+
+
+def protocol_note(df: pd.DataFrame, protocol: str, size: int, epochs: int | None = None) -> str:
+    """What our protocol was, as far as the results say, next to the paper's."""
+    dataset = _first(df, "protocol.dataset")
+    classes = _first(df, "cfg.num_classes")
+    data = (str(dataset).upper().replace("CIFAR", "CIFAR-") if dataset
+            else f"CIFAR-{int(float(classes))}" if classes is not None else "CIFAR")
+    epochs = _first(df, "protocol.epochs", "epochs_run") or epochs
+    sched = f"{float(epochs):.0f} epochs" if epochs else "a short schedule"
+    return (f"ours: {data} at {size} px, {sched}, protocol '{protocol}'; paper: ImageNet-1k at 224 px, "
+            "300 epochs, Hire-MLP-Small")
+
+
+def report_study(study: str, protocol: str, run_root: Path, storage: str | None = None) -> str:
+    """Write the full report for `<study>-<protocol>` and return the Markdown table.
+
+    `run_root` is the runs directory (the report goes to `run_root/<study>-<protocol>/report/`); passing the
+    study folder itself also works.
+    """
+    folder = study_dir(run_root, study, protocol)
+    out = folder / "report"
+    df = load_study(study, protocol, run_root, storage)
+    spec = get_study_spec(study)
+    summary = summarize_study(df, spec)
+    size = train_size(df)
+    curves = load_curves(df, folder)
+    epochs = int(curves.groupby(["row", "seed"])["epoch"].nunique().max()) if len(curves) else None
+    note = protocol_note(df, protocol, size, epochs)
+    table = display_table(summary)
+    markdown = to_markdown(table)
+    caption = f"Hire-MLP ablation '{study}' ({getattr(spec, 'paper_table', None) or 'no paper table'}), {note}."
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(markdown)
+    to_csv_frame(summary).to_csv(out / "table.csv", index=False)
+    (out / "table.tex").write_text(to_latex(table, caption=caption, label=f"tab:{study}-{protocol}"))
+
+    title = f"{study} ({protocol})"
+    figs = {
+        "accuracy_vs_paper": figures.accuracy_vs_paper(summary, title),
+        "ours_vs_paper": figures.ours_vs_paper(summary, title),
+    }
+    figs["val_curves"] = figures.validation_curves(curves, list(summary["row"]), title=title)
+    if summary.attrs["sizes"]:
+        figs["accuracy_vs_resolution"] = figures.accuracy_vs_resolution(summary, size, title)
+    for stem, fig in figs.items():
+        figures.save(fig, out, stem)
+
+    (out / "report.md").write_text(_report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df))
+    return markdown
+
+
+def _report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df) -> str:
+    lines = [f"# Ablation report: {study} ({protocol})", ""]
+    if spec is not None:
+        lines += [f"{spec.description}", "", f"Paper: {spec.paper_table} (Hire-MLP arXiv v1, Hire-MLP-Small, "
+                  "ImageNet-1k top-1).", ""]
+    else:
+        lines += ["No `ablations` study of this name was found: no paper numbers, rows in results order.", ""]
+    n_trials = int(summary["n"].sum() + summary["n_failed"].sum())
+    lines += [f"Metric: `{summary.attrs['metric']}`; {n_trials} trials; differences are against "
+              f"`{summary.attrs['default_row']}`.", "", "## Table", "", markdown, "## Agreement with the paper",
+              "", rank_sentence(summary, note), "", "## Caveats", ""]
+    caveats = [
+        f"Protocols differ ({note}). Absolute accuracies are not comparable with the paper's; only orderings are, "
+        "loosely.",
+        "The paper reports one run per row; its own tables disagree by 0.16 points on the same setting "
+        "(v1 Table 3 vs Table 4).",
+    ]
+    missing = summary[summary["n"] == 0]
+    if len(missing):
+        caveats.append("Rows without results: " + ", ".join(f"{r} ({s})" for r, s in
+                                                            zip(missing["row"], missing["status"], strict=True)))
+    if df.attrs.get("other_studies"):
+        caveats.append("Other recipes of this study in the storage (not shown): "
+                       + ", ".join(df.attrs["other_studies"]))
+    if curves.attrs.get("missing"):
+        caveats.append(f"{curves.attrs['missing']} finished trial(s) had no metrics.csv; curves omit them.")
+    lines += [f"- {c}" for c in caveats] + ["", "## Figures", ""]
+    for stem in figs:
+        lines += [f"![{stem}]({stem}.png)", "", f"[{stem}.svg]({stem}.svg)", ""]
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like the other bad-input paths
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; bad input prints one line and returns 2."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    p = _Parser(prog="analysis.report", description=__doc__.splitlines()[0])
+    p.add_argument("--study", required=True, help="study name, e.g. padding")
+    p.add_argument("--protocol", default="smoke", help="protocol name (default: smoke)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: results.csv)")
+    p.add_argument("--runs-dir", default="runs", type=Path, help="runs directory (default: runs)")
+    args = p.parse_args(argv)
+    try:
+        markdown = report_study(args.study, args.protocol, args.runs_dir, args.storage)
+    except (LoadError, ValueError, KeyError, OSError) as exc:
+        print(f"analysis.report: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+    print(markdown)
+    print(f"report written to {study_dir(args.runs_dir, args.study, args.protocol) / 'report'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
