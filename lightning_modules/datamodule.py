@@ -1,0 +1,146 @@
+"""CIFAR-10/100 LightningDataModules: seeded class-balanced splits, data resident on the training device."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from .cifar import SPECS, CifarArrays, default_data_dir, download, load_cifar
+from .gpu_loader import GpuBatches
+
+__all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "CIFARDataModule", "balanced_subset", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' → cuda if available else cpu."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def balanced_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` seeded-random items with the per-class counts as equal as possible (sorted).
+
+    Balanced subsets keep a 500-image smoke run or a 5000-image validation split from being skewed by chance.
+    """
+    classes = np.unique(labels)
+    if n > len(labels):
+        raise ValueError(f"subset of {n} requested from {len(labels)} items")
+    perm = rng.permutation(len(labels))
+    by_class = [perm[labels[perm] == c] for c in classes]
+    quota = np.full(len(classes), n // len(classes))
+    # the remainder goes to randomly chosen classes that still have spare items
+    spare = [i for i, idx in enumerate(by_class) if len(idx) > quota[i]]
+    for i in rng.permutation(spare)[: n - quota.sum()]:
+        quota[i] += 1
+    if any(q > len(idx) for q, idx in zip(quota, by_class, strict=True)):
+        raise ValueError(f"cannot take a class-balanced subset of {n} from these labels")
+    return np.sort(np.concatenate([idx[:q] for idx, q in zip(by_class, quota, strict=True)]))
+
+
+class CIFARDataModule(pl.LightningDataModule):
+    """Train/val/test splits of one CIFAR dataset as ``GpuBatches`` on ``device``.
+
+    ``val_size`` images are held out of the official training set (class-balanced, seeded) for model
+    selection and pruning; the official test set is only used for the final report. ``train_subset`` and
+    ``eval_subset`` shrink the train and the val/test splits (class-balanced, seeded) for smoke runs.
+    """
+
+    dataset: str = ""
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+    def __init__(self, data_dir: str | os.PathLike | None = None, batch_size: int = 256, val_size: int = 5000,
+                 train_subset: int | None = None, eval_subset: int | None = None, seed: int = 0,
+                 device: str | torch.device = "auto", download: bool = False, eval_batch_size: int | None = None,
+                 channels_last: bool = False, pad: int = 4, flip: bool = True) -> None:
+        super().__init__()
+        if batch_size < 1 or val_size < 0 or (train_subset is not None and train_subset < 1) \
+                or (eval_subset is not None and eval_subset < 1):
+            raise ValueError("batch_size, train_subset and eval_subset must be >= 1 and val_size >= 0")
+        self.data_dir = data_dir
+        self.batch_size, self.val_size, self.seed = batch_size, val_size, seed
+        self.train_subset, self.eval_subset = train_subset, eval_subset
+        self.device = resolve_device(device)
+        self.download, self.channels_last, self.pad, self.flip = download, channels_last, pad, flip
+        self.eval_batch_size = eval_batch_size or max(batch_size, 512)
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.classes: list[str] = []
+
+    @property
+    def num_classes(self) -> int:
+        return SPECS[self.dataset].num_classes
+
+    @property
+    def image_size(self) -> int:
+        return 32
+
+    def prepare_data(self) -> None:
+        """Download once if asked (assigns no state, per Lightning's rule)."""
+        spec = SPECS[self.dataset]
+        root = default_data_dir() if self.data_dir is None else Path(self.data_dir).expanduser()
+        if self.download and not (root / spec.archive).is_file() and not (root / spec.folder).is_dir():
+            download(spec, root)
+
+    def load(self) -> CifarArrays:
+        return load_cifar(self.dataset, self.data_dir, download_ok=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        a = self.load()
+        self.classes = a.classes
+        rng = np.random.default_rng(self.seed)
+        if self.val_size > len(a.train_y) - self.num_classes:
+            raise ValueError(f"val_size {self.val_size} leaves too few of {len(a.train_y)} training images")
+        val_idx = balanced_subset(a.train_y, self.val_size, rng) if self.val_size else np.zeros(0, np.int64)
+        train_idx = np.setdiff1d(np.arange(len(a.train_y)), val_idx)
+        if self.train_subset is not None and self.train_subset < len(train_idx):
+            train_idx = train_idx[balanced_subset(a.train_y[train_idx], self.train_subset, rng)]
+        test_idx = np.arange(len(a.test_y))
+        if self.eval_subset is not None:
+            if self.eval_subset < len(val_idx):
+                val_idx = val_idx[balanced_subset(a.train_y[val_idx], self.eval_subset, rng)]
+            if self.eval_subset < len(test_idx):
+                test_idx = balanced_subset(a.test_y, self.eval_subset, rng)
+
+        def put(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.from_numpy(np.ascontiguousarray(x)).to(self.device), torch.from_numpy(y).to(self.device)
+
+        self.splits = {"train": put(a.train_x[train_idx], a.train_y[train_idx]),
+                       "val": put(a.train_x[val_idx], a.train_y[val_idx]),
+                       "test": put(a.test_x[test_idx], a.test_y[test_idx])}
+
+    def batches(self, split: str, *, train: bool = False, size: int | None = None) -> GpuBatches:
+        """Batches of one split; ``size`` resizes the images (evaluation at other input sizes)."""
+        x, y = self.splits[split]
+        return GpuBatches(x, y, self.batch_size if train else self.eval_batch_size, train=train, mean=self.mean,
+                          std=self.std, seed=self.seed, pad=self.pad, flip=self.flip,
+                          channels_last=self.channels_last, size=size)
+
+    def train_dataloader(self) -> GpuBatches:
+        if not hasattr(self, "_train"):  # one object for the whole fit, so its epoch counter advances
+            self._train = self.batches("train", train=True)
+        return self._train
+
+    def val_dataloader(self) -> GpuBatches:
+        return self.batches("val")
+
+    def test_dataloader(self) -> GpuBatches:
+        return self.batches("test")
+
+
+class CIFAR10DataModule(CIFARDataModule):
+    dataset = "cifar10"
+    mean = (0.4914, 0.4822, 0.4465)
+    std = (0.2470, 0.2435, 0.2616)
+
+
+class CIFAR100DataModule(CIFARDataModule):
+    dataset = "cifar100"
+    mean = (0.5071, 0.4865, 0.4409)
+    std = (0.2673, 0.2564, 0.2762)

@@ -1,0 +1,96 @@
+"""Device-resident batches with vectorised augmentation (airbench style).
+
+The whole split lives on the training device as one uint8 tensor; a batch is an index into it. Random crop
+(reflect padding) and horizontal flip are one gather per batch: the crop offsets and the flip are folded into
+the row/column indices, so there is no padded copy, no per-image Python and no DataLoader worker. The
+shuffling/augmentation generator is seeded from (seed, epoch) and lives apart from the global RNG, so every
+model variant with the same seed sees exactly the same data stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["GpuBatches", "augment_indices"]
+
+
+def _reflect_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
+    """Source index of every coordinate of a reflect-padded axis: n + 2*pad entries."""
+    i = torch.arange(-pad, n + pad, device=device).abs()
+    return torch.where(i >= n, 2 * (n - 1) - i, i)
+
+
+def augment_indices(b: int, h: int, w: int, pad: int, flip: bool, gen: torch.Generator,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (rows (b, h), cols (b, w)) source indices for a random reflect-padded crop and optional flip."""
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=device)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=device)
+    rows = _reflect_index(h, pad, device)[dy + torch.arange(h, device=device)]
+    cols = _reflect_index(w, pad, device)[dx + torch.arange(w, device=device)]
+    if flip:
+        mirrored = torch.rand(b, 1, generator=gen, device=device) < 0.5
+        cols = torch.where(mirrored, cols.flip(1), cols)
+    return rows, cols
+
+
+class GpuBatches:
+    """Iterable of (images float (B, 3, S, S) normalised, labels int64 (B,)) over tensors on one device.
+
+    Args:
+        images: uint8 (N, 3, H, W) on the target device.
+        labels: int64 (N,) on the same device.
+        train: shuffle + augment (crop with ``pad`` reflect padding, flip) and drop the last partial batch.
+        size: resize every batch to ``size`` x ``size`` (bilinear, antialiased) after normalising, for
+            evaluation at other input sizes.
+    """
+
+    interpolation = "bilinear(antialias=True, align_corners=False)"
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool,
+                 mean: tuple[float, ...], std: tuple[float, ...], seed: int = 0, pad: int = 4,
+                 flip: bool = True, channels_last: bool = False, size: int | None = None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.train, self.seed, self.pad, self.flip = batch_size, train, seed, pad, flip
+        self.channels_last, self.size = channels_last, size
+        dev = images.device
+        self.mean = torch.tensor(mean, device=dev).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=dev).view(1, -1, 1, 1) * 255
+        self.epoch = 0  # advanced by each __iter__ of a training loader
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.train and n >= self.batch_size else math.ceil(n / self.batch_size)
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std
+        if self.size is not None and self.size != x.shape[-1]:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, bs, dev = len(self.labels), self.batch_size, self.device
+        if not self.train:
+            for i in range(0, n, bs):
+                yield self._finish(self.images[i:i + bs]), self.labels[i:i + bs]
+            return
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(n, generator=gen, device=dev)
+        _, c, h, w = self.images.shape
+        ch = torch.arange(c, device=dev).view(1, c, 1, 1)
+        for k in range(len(self)):
+            idx = order[k * bs:(k + 1) * bs]
+            rows, cols = augment_indices(len(idx), h, w, self.pad, self.flip, gen, dev)
+            x = self.images[idx.view(-1, 1, 1, 1), ch, rows[:, None, :, None], cols[:, None, None, :]]
+            yield self._finish(x), self.labels[idx]

@@ -1,0 +1,280 @@
+"""One training run: ``run(RunConfig) -> dict``: fit, test, then evaluation at other input sizes.
+
+The sweep calls this once per trial, so it is explicit about everything a trial must not inherit from the
+previous one: the seed (set at the start of every run), the device/precision policy, Lightning's loggers,
+checkpoints and console chatter (all off unless ``progress``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+import hiremlp
+
+from .cifar import SPECS
+from .classifier import RECIPE_DEFAULTS, HireMLPClassifier
+from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
+from .gpu_loader import GpuBatches
+
+__all__ = ["DATAMODULES", "EpochMetrics", "RunConfig", "default_run_dir", "run"]
+
+DATAMODULES: dict[str, type[CIFARDataModule]] = {"cifar10": CIFAR10DataModule, "cifar100": CIFAR100DataModule}
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s", "epoch_s")
+
+
+@dataclass
+class RunConfig:
+    """Everything one run depends on. Defaults: a CIFAR recipe for small MLPs (AdamW, warmup+cosine, LS 0.1)."""
+
+    preset: str = "cifar_tiny"
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # HireMLPConfig fields
+    dataset: str = "cifar10"  # 'cifar10' | 'cifar100'
+    data_dir: str | None = None  # None: $HIREMLP_DATA, else ~/.cache/hiremlp/data
+    download: bool = False
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 5.0
+    label_smoothing: float = 0.1
+    drop_path: float | None = None  # None keeps the preset's drop_path_rate
+    mixup: float = 0.0  # alpha, 0 = off
+    cutmix: float = 0.0  # alpha, 0 = off
+    ema: float = 0.0  # decay, 0 = off
+    train_subset: int | None = None
+    val_size: int = 5000
+    eval_subset: int | None = None
+    seed: int = 0
+    device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
+    precision: str = "auto"  # 'auto' (bf16-mixed on GPU, 32 on CPU) | '32' | 'bf16-mixed'
+    compile: bool = False
+    channels_last: bool | str = "auto"  # 'auto': on for CUDA
+    eval_sizes: tuple[int, ...] = ()
+    run_dir: str | None = None  # None: runs/single/<UTC timestamp>
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATAMODULES:
+            raise ValueError(f"dataset={self.dataset!r}: expected one of {', '.join(DATAMODULES)}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device={self.device!r}: expected auto, cpu or cuda")
+        self.precision = str(self.precision)
+        if self.precision not in ("auto", "32", "32-true", "bf16-mixed"):
+            raise ValueError(f"precision={self.precision!r}: expected auto, 32 or bf16-mixed")
+        if self.channels_last not in ("auto", True, False):
+            raise ValueError(f"channels_last={self.channels_last!r}: expected auto, true or false")
+        if isinstance(self.eval_sizes, str):
+            self.eval_sizes = tuple(int(s) for s in self.eval_sizes.replace(" ", "").split(",") if s)
+        self.eval_sizes = tuple(int(s) for s in self.eval_sizes)
+        for name, ok, rule in (("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+                               ("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
+                               ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
+                               ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+                               ("mixup", self.mixup >= 0, ">= 0 (0 = off)"),
+                               ("cutmix", self.cutmix >= 0, ">= 0 (0 = off)"),
+                               ("ema", 0 <= self.ema < 1, "a decay in [0, 1) (0 = off)"),
+                               ("val_size", self.val_size >= 0, ">= 0")):
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be {rule}")
+        if self.drop_path is not None and "drop_path_rate" in self.model_overrides:
+            raise ValueError("give drop_path or model_overrides['drop_path_rate'], not both")
+        if any(s < 1 for s in self.eval_sizes):
+            raise ValueError(f"eval_sizes={self.eval_sizes!r}: sizes must be >= 1")
+
+    def model_config(self, num_classes: int) -> hiremlp.HireMLPConfig:
+        """The preset with ``model_overrides`` (and ``drop_path``) applied; ValueError on bad fields."""
+        overrides = dict(self.model_overrides)
+        if self.drop_path is not None:
+            overrides["drop_path_rate"] = self.drop_path
+        return hiremlp.get_config(self.preset, **{**overrides, "num_classes": num_classes})
+
+    def resolved(self) -> dict[str, Any]:
+        """Device, precision and channels_last with 'auto' replaced by what the run actually uses."""
+        dev = resolve_device(self.device)
+        cuda = dev.type == "cuda"
+        precision = ("bf16-mixed" if cuda else "32") if self.precision == "auto" else self.precision
+        if precision == "32-true":
+            precision = "32"
+        channels_last = cuda if self.channels_last == "auto" else bool(self.channels_last)
+        return {"device": str(dev), "precision": precision, "channels_last": channels_last}
+
+
+class EpochMetrics(pl.Callback):
+    """Writes ONE ``metrics.csv`` row per epoch (CSVLogger splits train and val into sparse rows).
+
+    Times the training part of each epoch (CUDA-synchronised) for ``images_per_s``; ``epoch_s`` includes
+    validation. The row is written when validation ends, before a pruning callback may stop the run, so a
+    pruned or crashed run keeps its whole curve.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.rows = path, []
+        self._t0 = self._t_train = 0.0
+        self._n = 0
+
+    @staticmethod
+    def _now(module: pl.LightningModule) -> float:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+        return time.perf_counter()
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.path is not None:
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(METRIC_COLUMNS)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._n, self._t0 = 0, self._now(pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._n += len(batch[1])
+        if batch_idx + 1 == trainer.num_training_batches:
+            self._t_train = self._now(pl_module)
+
+    def _write_row(self, trainer: pl.Trainer, pl_module: HireMLPClassifier) -> None:
+        end = self._now(pl_module)
+        val = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("val_loss", "val_acc")}
+        row = {"epoch": trainer.current_epoch, **pl_module.epoch_stats("train"),
+               "val_loss": val.get("val_loss", math.nan), "val_acc": val.get("val_acc", math.nan),
+               "lr": pl_module.current_lr(),
+               "images_per_s": self._n / max(self._t_train - self._t0, 1e-9), "epoch_s": end - self._t0}
+        self.rows.append(row)
+        if self.path is not None:
+            with open(self.path, "a", newline="") as f:
+                csv.writer(f).writerow([row[c] for c in METRIC_COLUMNS])
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: HireMLPClassifier) -> None:
+        # written here, before a pruning callback (listed after this one) can stop the run at this epoch
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._write_row(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: HireMLPClassifier) -> None:
+        # Lightning runs the epoch's validation before this hook; without validation the row is written here
+        if not self.rows or self.rows[-1]["epoch"] != trainer.current_epoch:
+            self._write_row(trainer, pl_module)
+        pl_module.log_dict({"images_per_s": self.rows[-1]["images_per_s"], "epoch_s": self.rows[-1]["epoch_s"]})
+
+
+@contextlib.contextmanager
+def _quiet(all_warnings: bool) -> Iterator[None]:
+    """Silence Lightning's banners ('GPU available...', tips) and its advisory warnings (all when not ``progress``)."""
+    loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning_fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            if all_warnings:
+                warnings.filterwarnings("ignore", module=r"(pytorch_lightning|lightning_fabric)(\.|$)")
+            warnings.filterwarnings("ignore", message=r".*(does not have many workers|LeafSpec|treespec).*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def default_run_dir() -> str:
+    """``runs/single/<UTC timestamp>``."""
+    return str(Path("runs", "single", datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")))
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]:
+    """Train, validate each epoch, test once, then evaluate at ``cfg.eval_sizes``; returns the result dict.
+
+    Raises ValueError (bad config, ``DatasetError`` for data problems), ``DivergedError`` on a non-finite
+    training loss, and whatever the extra ``callbacks`` raise (e.g. ``optuna.TrialPruned``).
+    """
+    wall0 = time.perf_counter()
+    res = cfg.resolved()
+    dm_cls = DATAMODULES[cfg.dataset]
+    model_cfg = cfg.model_config(SPECS[dm_cls.dataset].num_classes)
+    image_size = 32
+    hiremlp.check_input_size(model_cfg, image_size)
+    device = torch.device(res["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no CUDA device is available")
+    run_dir = Path(cfg.run_dir or default_run_dir())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hparams = {**model_cfg.to_flat(), **RECIPE_DEFAULTS, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+               "warmup_epochs": float(cfg.warmup_epochs), "label_smoothing": cfg.label_smoothing,
+               "mixup": cfg.mixup, "cutmix": cfg.cutmix, "ema": cfg.ema,
+               "channels_last": res["channels_last"], "compile": cfg.compile}
+    _write_json(run_dir / "config.json", {"run": {**dataclasses.asdict(cfg), "run_dir": str(run_dir)},
+                                          "resolved": res, "model": model_cfg.to_flat(), "hparams": hparams})
+
+    with _quiet(not cfg.progress):
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        dm = dm_cls(data_dir=cfg.data_dir, batch_size=cfg.batch_size, val_size=cfg.val_size,
+                    train_subset=cfg.train_subset, eval_subset=cfg.eval_subset, seed=cfg.seed, device=device,
+                    download=cfg.download, channels_last=res["channels_last"])
+        dm.prepare_data()
+        dm.setup("fit")
+        module = HireMLPClassifier(**hparams)
+        metrics = EpochMetrics(run_dir / "metrics.csv")
+        trainer = pl.Trainer(
+            accelerator="gpu" if device.type == "cuda" else "cpu",
+            devices=[device.index or 0] if device.type == "cuda" else 1,
+            precision="bf16-mixed" if res["precision"] == "bf16-mixed" else "32-true",
+            max_epochs=cfg.epochs, logger=False, enable_checkpointing=False, enable_model_summary=False,
+            enable_progress_bar=cfg.progress, num_sanity_val_steps=0, log_every_n_steps=1_000_000,
+            limit_val_batches=None if cfg.val_size else 0, callbacks=[metrics, *callbacks],
+            default_root_dir=str(run_dir),
+        )
+        trainer.fit(module, datamodule=dm)
+        test = trainer.test(module, datamodule=dm, verbose=False)[0]
+
+        result: dict[str, Any] = {
+            "val_acc": metrics.rows[-1]["val_acc"] if metrics.rows else math.nan,
+            "best_val_acc": module.best_val_acc,
+            "test_acc": float(test["test_acc"]),
+            "test_loss": float(test["test_loss"]),
+            "params": hiremlp.count_params(module.model),
+            "macs": hiremlp.count_macs(module.model, image_size),
+            # steady-state speed: the first epoch pays for warm-up (cudnn autotune, compile)
+            "images_per_s": _mean([r["images_per_s"] for r in metrics.rows[1:] or metrics.rows]),
+            "epochs_run": len(metrics.rows),
+        }
+        if cfg.eval_sizes:
+            result["eval_interpolation"] = GpuBatches.interpolation
+            amp = torch.bfloat16 if res["precision"] == "bf16-mixed" else None
+            module.to(device)
+            for size in cfg.eval_sizes:
+                try:
+                    hiremlp.check_input_size(model_cfg, size)
+                except ValueError as e:
+                    result[f"na@{size}"] = str(e)
+                    continue
+                result[f"test_acc@{size}"] = module.evaluate(dm.batches("test", size=size), amp)["acc"]
+    result["wall_s"] = time.perf_counter() - wall0
+    _write_json(run_dir / "result.json", result)
+    return result
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
