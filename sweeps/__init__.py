@@ -1,0 +1,1 @@
+"""Run ablation studies as resumable Optuna studies: protocols, storage, grid claiming, crash recovery, CLI."""

@@ -1,0 +1,339 @@
+"""Run one ablation study as a resumable Optuna study.
+
+    python sweeps/run.py --list
+    python sweeps/run.py --study padding                      # cifar10 on a GPU, smoke on a CPU
+    python sweeps/run.py --study padding --protocol smoke --seeds 3 --rows zero,circular
+    python sweeps/run.py --study region_size --protocol cifar10 --seeds 3 --workers 4 --dry-run
+    python sweeps/run.py --study recipe --protocol cifar10 --trials 40 --storage postgresql://me@db/optuna
+
+Running the same command again continues where it stopped: finished cells are never re-run, cells whose worker
+died are re-run, failed cells are retried once. Exit status 0 only if every cell has a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import optuna  # noqa: E402
+
+from ablations import STUDIES, Study, get_study  # noqa: E402
+from sweeps import cost, grid, results, tune, worker  # noqa: E402
+from sweeps.protocols import PROTOCOLS, default_protocol_name, get_protocol, with_overrides  # noqa: E402
+from sweeps.storage import StorageError, open_storage  # noqa: E402
+from sweeps.trainers import resolve_trainer  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="sweeps/run.py", description=__doc__.split("\n")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list", action="store_true", help="list the studies and exit")
+    p.add_argument("--study", help="study name (see --list)")
+    p.add_argument("--protocol", help=f"{' | '.join(PROTOCOLS)} (default: cifar10 with a GPU, smoke without)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per row (default 1; tune studies: ignored)")
+    p.add_argument("--rows", help="comma-separated subset of the study's rows")
+    p.add_argument("--trials", type=int, help="tune studies: trial budget (default: the study's)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (GPUs are shared round-robin)")
+    p.add_argument("--storage", help="Optuna storage URL (default: journal file in the run folder)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default runs/)")
+    p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: $HIREMLP_DATA, ...)")
+    p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
+    p.add_argument("--dry-run", action="store_true", help="print the grid and a cost estimate, run nothing")
+    g = p.add_argument_group("protocol overrides (a changed recipe is a new Optuna study)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--train-subset", type=int)
+    g.add_argument("--eval-subset", type=int)
+    g.add_argument("--eval-sizes", help="extra test sizes, e.g. 24,28,32 (default: the study's)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--trainer", default="lightning", help=argparse.SUPPRESS)  # 'fake' tests the machinery
+    p.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)  # set on --workers children
+    return p.parse_args(argv)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def list_studies() -> None:
+    print(f"{'study':14s} {'rows':>4s}  {'paper':8s} what it tests")
+    for s in STUDIES.values():
+        rows = f"{len(s.rows)}" if s.kind == "table" else "tune"
+        print(f"{s.name:14s} {rows:>4s}  {s.paper_table or '-':8s} {s.description}")
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"{what} {text!r} is not a comma-separated list of integers, e.g. 24,28,32") from None
+
+
+def resolve(args: argparse.Namespace):
+    """Turn the arguments into (study, protocol, rows, seeds, eval_sizes); UsageError on bad input."""
+    if not args.study:
+        raise UsageError(f"--study is required; allowed: {', '.join(STUDIES)} (see --list)")
+    try:
+        study = get_study(args.study)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    name = args.protocol
+    if name is None:
+        import torch
+
+        name = default_protocol_name(torch.cuda.is_available())
+        if name == "smoke" and not args.as_worker:
+            log("no GPU found: running the 'smoke' protocol (CPU, minutes); use --protocol cifar10 on a GPU "
+                "for real numbers")
+    try:
+        protocol = get_protocol(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    protocol = with_overrides(protocol, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                              weight_decay=args.weight_decay, train_subset=args.train_subset,
+                              eval_subset=args.eval_subset, device=args.device)
+    for field in ("epochs", "batch_size", "train_subset", "eval_subset"):
+        value = getattr(protocol, field)
+        if value is not None and value < 1:
+            raise UsageError(f"--{field.replace('_', '-')} must be >= 1, got {value}")
+    rows = study.labels
+    if args.rows:
+        rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+        for r in rows:
+            if r not in study.labels:
+                raise UsageError(f"unknown row {r!r} for study {study.name!r}; allowed: {', '.join(study.labels)}")
+    seeds = 1 if args.seeds is None else args.seeds
+    if seeds < 1 or (args.workers or 0) < 1:
+        raise UsageError("--seeds and --workers must be >= 1")
+    eval_sizes = _int_list(args.eval_sizes, "--eval-sizes") if args.eval_sizes else study.eval_sizes
+    return study, protocol, rows, seeds, eval_sizes
+
+
+def find_data_dir(args: argparse.Namespace, dataset: str) -> Path | None:
+    """The first folder holding the dataset: --data-dir, $HIREMLP_DATA, ~/.cache/hiremlp/data, ./data,
+    ../shared/data. With --download, the first of those (it will be downloaded there)."""
+    archive, folder = {"cifar10": ("cifar-10-python.tar.gz", "cifar-10-batches-py"),
+                       "cifar100": ("cifar-100-python.tar.gz", "cifar-100-python")}[dataset]
+    if args.data_dir is not None:
+        candidates = [args.data_dir]
+    else:
+        env = os.environ.get("HIREMLP_DATA")
+        candidates = [Path(env)] if env else []
+        candidates += [Path.home() / ".cache/hiremlp/data", REPO_ROOT / "data", REPO_ROOT.parent / "shared/data"]
+    for c in candidates:
+        c = c.expanduser()
+        if (c / archive).is_file() or (c / folder).is_dir():
+            return c
+    if args.download:
+        return candidates[0].expanduser()
+    where = str(args.data_dir) if args.data_dir is not None else ", ".join(str(c) for c in candidates)
+    raise UsageError(f"no {dataset} data ({archive} or {folder}/) in {where}; pass --data-dir DIR or --download")
+
+
+def protocol_label(protocol, name: str) -> str:
+    """`smoke`, or `smoke+<hash8>` when recipe overrides (--epochs, --lr, ...) make it a variant."""
+    named = get_protocol(protocol.name)
+    same = dataclasses.replace(protocol, device=named.device) == named
+    return protocol.name if same else f"{protocol.name}+{name.rsplit('-', 1)[1]}"
+
+
+def run_folder(runs_dir: Path, study: Study, label: str, name: str) -> Path:
+    """`runs/<study>-<protocol label>/`, so a quick variant never overwrites the trial folders of the real run.
+    A folder that already belongs to another spec (an edited study definition) is refused rather than mixed."""
+    folder = (runs_dir / f"{study.name}-{label}").resolve()
+    marker = folder / "sweep.json"
+    if marker.is_file():
+        owner = json.loads(marker.read_text()).get("optuna_study")
+        if owner != name:
+            raise UsageError(f"{folder} holds Optuna study {owner}, not {name} (the study or protocol definition "
+                             f"changed); move that folder away or pass another --runs-dir")
+    else:
+        results.write_json(marker, {"optuna_study": name, "study": study.name, "protocol": label})
+    return folder
+
+
+def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_trials: int, name: str) -> None:
+    print(f"study {study.name} ({study.paper_table or 'beyond the paper'}): {study.description}")
+    print(f"protocol {protocol.name}: {protocol.description}")
+    print(f"optuna study: {name}")
+    if study.kind == "table":
+        print(f"grid: {len(rows)} rows x {seeds} seed(s) = {len(rows) * seeds} trials")
+    else:
+        print(f"tune: {n_trials} trials of row {rows[0]!r}, TPE {dict(study.sampler)}, MedianPruner "
+              f"{dict(study.pruner)}; search space: {', '.join(study.search_space)}")
+    est = cost.estimate(study, protocol, rows, seeds, eval_sizes, n_trials)
+    print(f"{'row':16s} {'params':>10s} {'MACs/img':>10s}  overrides")
+    for label in rows:
+        m, n = est.macs_per_image[label], est.params[label]
+        print(f"{label:16s} {n or 0:>10,d} {(m or 0) / 1e6:>9.1f}M  {dict(study.row(label).overrides)}"
+              + ("" if m else "  (does not build)"))
+    n_train = protocol.train_subset or cost.TRAIN_IMAGES[protocol.dataset] - protocol.val_size
+    print(f"cost: {est.total_macs:.3g} MACs = 3 x MACs/img x {n_train:,} train images x {protocol.epochs} epochs "
+          f"(+ 1 x for validation and test{', sizes ' + ','.join(map(str, eval_sizes)) if eval_sizes else ''}), "
+          f"summed over the trials")
+    print(f"time: ~{cost.human_time(est.seconds)} of one device (rough: {est.throughput_note}; data loading and "
+          f"compilation not included; per-trial start-up (Lightning, data, first steps) dominates tiny smoke runs)")
+
+
+def spawn_workers(n: int, argv: list[str]) -> int:
+    """Start n copies of this command as workers (one GPU each, round-robin) and wait for them."""
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = [g for g in visible.split(",") if g.strip()] if visible else [str(i) for i in range(
+        torch.cuda.device_count())]
+    child_argv, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            child_argv.append(a)
+    procs = []
+    for i in range(n):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), *child_argv, "--as-worker"]
+        procs.append(subprocess.Popen(cmd, env=env))
+        log(f"worker {i + 1}/{n} started (pid {procs[-1].pid}"
+            + (f", CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']})" if gpus else ")"))
+    try:
+        return max(p.wait() for p in procs)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+
+
+def report(study: Study, label: str, folder: Path) -> None:
+    """The study's table: analysis.report if available, else a plain pandas summary of results.csv."""
+    try:
+        from analysis.report import report_study
+    except ImportError:
+        report_study = None
+    if report_study is not None:
+        try:
+            print(report_study(study.name, label, folder.parent))
+            print(f"report: {folder / 'report'}")
+            return
+        except Exception as e:  # noqa: BLE001 - the sweep's results are stored; the report is a convenience
+            log(f"analysis.report failed ({type(e).__name__}: {e}); plain table instead")
+    import pandas as pd
+
+    df = pd.read_csv(folder / "results.csv")
+    done = df[df["state"] == "COMPLETE"]
+    if done.empty:
+        return
+    table = done.groupby("row", sort=False)["test_acc"].agg(["count", "mean", "std"]).round(2)
+    table["paper_top1"] = [study.row(r).paper_top1 for r in table.index]
+    print(table.to_string())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.list:
+        list_studies()
+        return 0
+    try:
+        return _main(args, argv)
+    except (UsageError, StorageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the running trial is marked FAIL; run the same command again to continue",
+              file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace, argv: list[str]) -> int:
+    study, protocol, rows, seeds, eval_sizes = resolve(args)
+    n_trials = args.trials or study.n_trials
+    spec = grid.spec(study, protocol)
+    name = grid.study_name(spec)
+    if args.dry_run:
+        dry_run(study, protocol, rows, seeds, eval_sizes, n_trials, name)
+        return 0
+    try:
+        trainer = resolve_trainer(args.trainer)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    data_dir = args.data_dir if args.trainer == "fake" else find_data_dir(args, protocol.dataset)
+
+    label = protocol_label(protocol, name)
+    folder = run_folder(args.runs_dir, study, label, name)
+    storage = open_storage(args.storage, folder)
+    ostudy = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                 sampler=tune.make_sampler(study, seed=0),
+                                 pruner=tune.make_pruner(study, protocol.epochs))
+    if ostudy.user_attrs.get("spec") != spec:
+        ostudy.set_user_attr("spec", spec)
+    sweep = worker.Sweep(study=study, protocol=protocol, ostudy=ostudy, folder=folder,
+                         todo=grid.cells(rows, seeds), trainer=trainer, eval_sizes=tuple(eval_sizes),
+                         data_dir=data_dir, download=args.download, n_trials=n_trials, log=log)
+    if args.as_worker:
+        worker.work(sweep)
+        return 0
+
+    where = args.storage or str(folder / "optuna.journal")
+    log(f"{study.name} on {label}: Optuna study {name} in {where}; run folder {folder}")
+    worker.prepare(sweep, enqueue=True)
+    if study.kind == "table":
+        status = grid.status(ostudy, sweep.todo)
+        done = sum(t is not None and t.state == optuna.trial.TrialState.COMPLETE for t in status.values())
+        log(f"{len(sweep.todo)} cells ({len(rows)} rows x {seeds} seeds): {done} done, "
+            f"{len(sweep.todo) - done} to run")
+    if args.workers > 1:
+        spawn_workers(args.workers, argv)
+    else:
+        worker.work(sweep)
+    return finish(sweep, args)
+
+
+def finish(sweep: worker.Sweep, args: argparse.Namespace) -> int:
+    """Write results.csv, print the table, and say which cells have no result (exit 1 if any)."""
+    results.write_results_csv(sweep.ostudy, sweep.study.name, sweep.protocol.name, sweep.folder / "results.csv")
+    report(sweep.study, sweep.folder.name[len(sweep.study.name) + 1:], sweep.folder)
+    State = optuna.trial.TrialState
+    if sweep.study.kind == "tune":
+        trials = sweep.ostudy.get_trials(deepcopy=False, states=(State.COMPLETE, State.PRUNED))
+        if trials and any(t.state == State.COMPLETE for t in trials):
+            best = sweep.ostudy.best_trial
+            log(f"best trial {best.number}: val {best.value:.2f}% with {best.params}")
+        used = worker.tune_budget_used(sweep.ostudy)
+        log(f"{used}/{sweep.n_trials} trials used: {len(trials)} complete or pruned, {used - len(trials)} failed")
+        return 0 if used >= sweep.n_trials and trials else 1
+    bad = {c: t for c, t in grid.status(sweep.ostudy, sweep.todo).items()
+           if t is None or t.state != State.COMPLETE}
+    if not bad:
+        log(f"all {len(sweep.todo)} cells complete; results: {sweep.folder / 'results.csv'}")
+        return 0
+    for cell, t in bad.items():
+        why = "never ran" if t is None else f"{t.state.name}: {t.user_attrs.get('fail_reason', '')}"
+        log(f"no result for {cell.key} ({why})")
+    log(f"{len(bad)} of {len(sweep.todo)} cells have no result; run the same command again to retry them")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The worker loop: recover stale trials, claim one cell, train it, record everything, repeat until none is left.
+
+Several workers (processes, possibly on several machines with an RDB storage) can run this loop on one study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from ablations import Study
+from sweeps import grid, recovery, results, tune
+from sweeps.grid import Cell
+from sweeps.protocols import Protocol, with_overrides
+from sweeps.trainers import Trainer, TrialJob
+
+RESULT_KEYS = ("val_acc", "best_val_acc", "test_acc", "test_loss", "params", "macs", "images_per_s", "wall_s",
+               "epochs_run")
+
+
+@dataclass
+class Sweep:
+    """Everything a worker needs to know about the sweep it is part of."""
+
+    study: Study
+    protocol: Protocol
+    ostudy: optuna.Study
+    folder: Path  # runs/<study>-<protocol>
+    todo: list[Cell]  # table studies: the cells this invocation is responsible for
+    trainer: Trainer
+    eval_sizes: tuple[int, ...] = ()
+    data_dir: Path | None = None
+    download: bool = False
+    n_trials: int = 0  # tune studies: the trial budget
+    seed: int = 0  # tune studies: the training seed of every trial
+    log: Callable[[str], None] = print
+
+
+# ----------------------------------------------------------------------------------------------- bookkeeping
+
+def requeue(sweep: Sweep, stale: FrozenTrial) -> None:
+    """Give a crashed trial's cell (or a tune trial's exact params) back to the queue."""
+    if sweep.study.kind == "tune":
+        sweep.ostudy.enqueue_trial(dict(stale.params), user_attrs={"retry_of": stale.number})
+    elif (cell := grid.cell_of(stale)) is not None:
+        grid.enqueue(sweep.ostudy, cell)
+
+
+def recover(sweep: Sweep) -> None:
+    """Re-queue the cells of dead workers. Call under `grid_lock`.
+
+    Claiming and writing the owner attrs happen under the lock with a `.claiming` file around them, so a leftover
+    `.claiming` file means its writer died in between: its ownerless RUNNING trial is stale right away."""
+    intent = sweep.folder / ".claiming"
+    for t in recovery.recover_stale(sweep.ostudy, lambda t: requeue(sweep, t), claimer_died=intent.exists()):
+        sweep.log(f"recovered trial {t.number} ({_label(t)}): its worker is gone; re-queued")
+    intent.unlink(missing_ok=True)
+
+
+def prepare(sweep: Sweep, enqueue: bool) -> None:
+    """Start-up step of a sweep: recover crashed trials, then (once per invocation) enqueue missing cells."""
+    with grid.grid_lock(sweep.folder):
+        recover(sweep)
+        if enqueue and sweep.study.kind == "table":
+            added = grid.enqueue_missing(sweep.ostudy, sweep.todo, recovery.is_live)
+            if added:
+                sweep.log(f"queued {len(added)} cell(s): {', '.join(c.key for c in added)}")
+
+
+def _label(t: FrozenTrial) -> str:
+    cell = grid.cell_of(t)
+    return cell.key if cell else f"trial{t.number:04d}"
+
+
+def tune_budget_used(ostudy: optuna.Study) -> int:
+    """Trials that count against --trials: everything except crashed runs (re-queued) and duplicates."""
+    return sum(1 for t in ostudy.get_trials(deepcopy=False)
+               if t.user_attrs.get("fail_reason") not in ("crashed/stale", "duplicate"))
+
+
+def next_trial(sweep: Sweep) -> optuna.Trial | None:
+    with grid.grid_lock(sweep.folder):
+        recover(sweep)
+        intent = sweep.folder / ".claiming"
+        intent.write_text(f"{recovery.HOST} {os.getpid()}\n")
+        if sweep.study.kind == "table":
+            trial = grid.claim(sweep.ostudy, wanted=set(sweep.todo))
+        else:
+            trial = grid.claim(sweep.ostudy)
+            if trial is None and tune_budget_used(sweep.ostudy) < sweep.n_trials:
+                trial = sweep.ostudy.ask()
+        if trial is not None:  # owned from the first moment, so a crash right after the claim is recoverable
+            recovery.mark_owner(trial)
+        intent.unlink()
+        return trial
+
+
+def others_running(sweep: Sweep) -> list[FrozenTrial]:
+    """Live trials of this sweep held by other workers: wait for them (they may still crash and come back)."""
+    wanted = set(sweep.todo)
+    return [t for t in sweep.ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if recovery.is_live(t) and (sweep.study.kind == "tune" or grid.cell_of(t) in wanted)]
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+
+def work(sweep: Sweep, poll_s: float = 5.0) -> None:
+    """Run trials until nothing is queued and no other worker holds a cell of this sweep."""
+    waiting_msg, frozen = "", False
+    try:
+        while True:
+            trial = next_trial(sweep)
+            if trial is not None:
+                waiting_msg = ""
+                run_one(sweep, trial)
+                if not frozen:
+                    # The first trial imported torch/Lightning (~0.5M long-lived objects); every later full
+                    # collection would re-scan them all (~50-80 ms, inside the next trial's setup). Freeze what is
+                    # alive after the first trial so collections only look at objects made since.
+                    gc.collect()
+                    gc.freeze()
+                    frozen = True
+                continue
+            busy = others_running(sweep)
+            if not busy:
+                return
+            msg = f"waiting for {len(busy)} trial(s) running elsewhere: " + ", ".join(
+                f"{_label(t)} (pid {t.user_attrs.get('pid')} on {t.user_attrs.get('host')})" for t in busy)
+            if msg != waiting_msg:
+                sweep.log(msg)
+                waiting_msg = msg
+            time.sleep(poll_s)
+    finally:
+        if frozen:  # back to normal collection for whoever called us in-process (tests, notebooks)
+            gc.unfreeze()
+
+
+def _describe(sweep: Sweep, trial: optuna.Trial) -> tuple[str, int, dict, Path]:
+    """(row, seed, protocol overrides, run folder) of a claimed trial; also records them as params."""
+    if sweep.study.kind == "tune":
+        hp = tune.suggest_hparams(trial, sweep.study, sweep.protocol.epochs)
+        row = sweep.study.default_row
+        trial.set_user_attr("row", row)
+        trial.set_user_attr("seed", sweep.seed)
+        return row, sweep.seed, hp, sweep.folder / "trials" / f"trial{trial.number:04d}"
+    cell = grid.suggest_cell(trial, sweep.study.labels)
+    return cell.row, cell.seed, {}, sweep.folder / "trials" / cell.key
+
+
+def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
+    """Train one claimed trial and close it as COMPLETE, PRUNED or FAIL (with `fail_reason`)."""
+    row, seed, hp, run_dir = _describe(sweep, trial)
+    name = f"{row} seed {seed}" if sweep.study.kind == "table" else f"trial {trial.number} {_fmt_hp(hp)}"
+    if sweep.study.kind == "table":
+        dup = grid.duplicate_of(sweep.ostudy, trial, Cell(row, seed), recovery.is_live)
+        if dup is not None:
+            _close(sweep, trial, TrialState.FAIL, fail_reason="duplicate")
+            sweep.log(f"skip  {name}: already {dup.state.name.lower()} as trial {dup.number}")
+            return
+
+    protocol = with_overrides(sweep.protocol, **{k: v for k, v in hp.items() if hasattr(sweep.protocol, k)})
+    job = TrialJob(
+        study=sweep.study.name, row=row, seed=seed, overrides=dict(sweep.study.row(row).overrides),
+        protocol=protocol, preset=sweep.study.base_preset or protocol.preset, run_dir=run_dir,
+        eval_sizes=sweep.eval_sizes, data_dir=sweep.data_dir, download=sweep.download,
+        extra={k: v for k, v in hp.items() if not hasattr(sweep.protocol, k)},
+    )
+    shutil.rmtree(run_dir, ignore_errors=True)  # a crashed earlier attempt's partial files
+    run_dir.mkdir(parents=True, exist_ok=True)
+    attrs = {
+        "row": row, "seed": seed, "run_dir": str(run_dir), "code_version": results.code_version(),
+        "versions": results.library_versions(), "protocol": dataclasses.asdict(protocol),
+        "preset": job.preset, "overrides": _jsonable(job.overrides), "cfg": _flat_config(job),
+    }
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+    callbacks = []
+    if sweep.study.kind == "tune":
+        from sweeps.pruning import PruningCallback
+
+        callbacks.append(PruningCallback(trial))
+    sweep.log(f"start {name} (trial {trial.number}) -> {run_dir}")
+    t0 = time.time()
+    state, reason, result = TrialState.COMPLETE, "", {}
+    with recovery.Heartbeat(trial):
+        try:
+            result = dict(sweep.trainer(job, callbacks))
+            val = result.get("val_acc")
+            if val is None or not math.isfinite(float(val)):
+                state, reason = TrialState.FAIL, f"diverged: val_acc={val}"
+        except optuna.TrialPruned as e:
+            state, reason = TrialState.PRUNED, str(e)
+        except KeyboardInterrupt:
+            _close(sweep, trial, TrialState.FAIL, fail_reason="interrupted")
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure of one trial is recorded, the sweep goes on
+            state, reason = TrialState.FAIL, failure_reason(e)
+    elapsed = time.time() - t0
+
+    for key, value in result.items():
+        if key in RESULT_KEYS or key.startswith(("test_acc@", "na@")):
+            trial.set_user_attr(key, _jsonable(value))
+    if "wall_s" not in result:
+        trial.set_user_attr("wall_s", elapsed)
+    value = float(result["val_acc"]) if state == TrialState.COMPLETE else None
+    if not _close(sweep, trial, state, value=value, fail_reason=reason or None):
+        sweep.log(f"note  {name}: trial {trial.number} was closed by another process while it ran")
+    results.write_json(run_dir / "trial.json", {**attrs, "trial": trial.number, "study": sweep.ostudy.study_name,
+                                                "state": state.name, "fail_reason": reason, "params": trial.params,
+                                                "result": result, "elapsed_s": elapsed})
+    results.write_results_csv(sweep.ostudy, sweep.study.name, sweep.protocol.name, sweep.folder / "results.csv")
+    if state == TrialState.COMPLETE:
+        test = result.get("test_acc")
+        test_txt = f", test {float(test):.2f}%" if test is not None else ""
+        sweep.log(f"done  {name}: val {value:.2f}%{test_txt} in {elapsed:.1f}s")
+    else:
+        sweep.log(f"{state.name.lower():5s} {name}: {reason} ({elapsed:.1f}s)")
+
+
+def _close(sweep: Sweep, trial: optuna.Trial, state: TrialState, value: float | None = None,
+           fail_reason: str | None = None) -> bool:
+    """Tell the storage; False if someone else (crash recovery) already closed the trial."""
+    try:
+        if fail_reason:
+            trial.set_user_attr("fail_reason", fail_reason)
+        sweep.ostudy.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        return True
+    except (UpdateFinishedTrialError, RuntimeError, ValueError):
+        return False
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line that says what kind of failure it was."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    name = type(e).__name__
+    if "OutOfMemory" in name or "out of memory" in msg.lower():
+        _free_gpu_memory()
+        return f"out of memory: {msg}"[:300]
+    if "Diverged" in name:
+        return f"diverged: {msg}"[:300]
+    if isinstance(e, (ValueError, TypeError)):
+        return f"config error: {msg}"[:300]
+    return f"{name}: {msg}"[:300]
+
+
+def _free_gpu_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def _flat_config(job: TrialJob) -> dict:
+    """The model's flat config (hiremlp's `to_flat`), or {} if this row does not even build a config."""
+    try:
+        import hiremlp
+
+        cfg = dataclasses.replace(hiremlp.PRESETS[job.preset], **job.overrides)
+        if job.protocol.drop_path:
+            cfg = dataclasses.replace(cfg, drop_path_rate=job.protocol.drop_path)
+        return cfg.to_flat()
+    except Exception:  # noqa: BLE001 - the trainer will fail this trial with the real reason
+        return {}
+
+
+def _fmt_hp(hp: dict) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items())
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return value
