@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {preset} | {size} | {impl} | {layout} | {r['train_img_s']:.1f} | "
                       f"{r['infer_img_s']:.1f} | {r['peak_mb']:.0f} | {r['train_flops'] / 1e9:.1f} | "
                       f"{r['train_flops'] / yardstick:.0%} | {speedup} |")
-            print(f"|  | | fast vs reference: max |diff| of logits {diff:.1e} | | | | | | | |")
+            print(f"|  | | fast vs reference: max abs diff of logits {diff:.1e} | | | | | | | |")
     return 0
 
 
