@@ -86,5 +86,12 @@ def test_resolution_smoke_sweep_writes_per_size_accuracies_and_the_figure(tmp_pa
         figure = report / f"accuracy_vs_resolution.{ext}"
         assert figure.is_file() and figure.stat().st_size > 1000
     table = (report / "table.md").read_text()
-    assert "@40" in table or "40 px" in table or "40" in table
-    assert "n/a" in table
+    assert "40 px" in table and "n/a" in table
+
+    # The report notebook runs top to bottom on what this real sweep stored.
+    from test_notebooks import _execute
+
+    protocol = results.parent.name.split("-", 1)[1]
+    text = "".join(_execute("ablation_report", f'study = "resolution"\nprotocol = {protocol!r}\n'
+                                       f'run_root = {str(runs)!r}\nstorage = None'))
+    assert "reflect" in text and "circular" in text
