@@ -203,7 +203,9 @@ class HireMLPClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
-        opt = torch.optim.AdamW(self.param_groups(), lr=h.lr, betas=(h.beta1, h.beta2))
+        # one fused kernel per step instead of a dozen ops per tensor (CPU and CUDA both have it)
+        fused = self.device.type in ("cpu", "cuda") or None
+        opt = torch.optim.AdamW(self.param_groups(), lr=h.lr, betas=(h.beta1, h.beta2), fused=fused)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         epochs = max(self.trainer.max_epochs or 1, 1)
         warmup = int(round(h.warmup_epochs * total / epochs))
