@@ -1,12 +1,22 @@
-"""Speed table: presets x implementations x devices, train and inference images/s, memory, FLOP utilisation.
+"""Speed table: presets x implementations x layouts x devices, train and inference images/s, memory, FLOP use.
 
-    python benchmarks/bench.py                       # CPU (and GPU when present), smoke / cifar_tiny / tiny
-    python benchmarks/bench.py --presets tiny --batch-size 128 --steps 20
+    python benchmarks/bench.py                       # CPU (and GPU when present): smoke / cifar_tiny / tiny
+    python benchmarks/bench.py --presets tiny --batch-size 128 --compile --cpu-bf16
 
-Achieved FLOP/s counts the model's own arithmetic (2 x MACs forward, x3 for a train step) and is compared with a
-large fp32 matmul measured in the same run on the same device, so the ratio says how much of the machine's
-arithmetic the model turns into training. Every configuration runs in its own process, so its peak memory is its
-own. The reference implementation is the released code's reshape path; the two must agree before either is timed.
+Columns:
+- train / infer img/s: the fastest of ``--steps`` steps (forward, backward, fused AdamW as training uses it),
+  best over ``--rounds`` rounds that take every configuration in turn, so noise on a shared box hits all alike.
+- GFLOP/s and "of matmul": the model's own arithmetic (2 x MACs forward, x3 for a train step) over the step time,
+  and its ratio to a large fp32 matmul measured in the same run on the same device.
+- "GEMMs alone": every convolution and matmul that one train step runs (forward and autograd's backward,
+  captured at the aten level) replayed back to back on random tensors of the same shapes and strides, with
+  nothing else. Its time over the step's time is the share of the step the arithmetic kernels take; the model's
+  FLOPs over its time is the utilisation ceiling: what the step would reach if every other op were free.
+- speed-up: train img/s over the reference implementation (the released code's clone, roll, pad, reshape,
+  1x1 conv, reshape back, crop, roll back) in NCHW, the straightforward baseline. The two implementations must
+  agree before either is timed.
+
+Every configuration runs in its own process, so its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,10 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import hiremlp  # noqa: E402
 
 DEFAULT_SIZES = {"smoke": 32, "cifar_tiny": 32, "tiny": 64}
+GEMM_OPS = {torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default,
+            torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
 
 
 def _sync(device: str) -> None:
@@ -39,14 +53,21 @@ def matmul_flops(device: str, n: int = 2048, reps: int = 10) -> float:
     """FLOP/s of a large fp32 (TF32 off) square matmul: the yardstick for utilisation."""
     torch.backends.cuda.matmul.allow_tf32 = False
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - start)
+    return 2 * n**3 / best_time(lambda: a @ b, device, reps)
+
+
+def best_time(fn: Callable[[], object], device: str, n: int, warmup: int = 2) -> float:
+    """Fastest of ``n`` timed calls (CUDA-synchronised) after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(n):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def peak_memory_mb(device: str) -> float:
@@ -57,64 +78,98 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class GemmRecorder(TorchDispatchMode):
+    """Records every convolution / matmul call (op, argument shapes and strides) that passes the dispatcher."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in GEMM_OPS:
+            spec = tuple(("T", tuple(a.shape), a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a
+                         for a in args)
+            self.calls.append((func, spec))
+        return func(*args, **(kwargs or {}))
+
+
+def gemm_replay(calls: list[tuple], device: str) -> Callable[[], None]:
+    """A function that runs the recorded calls on random tensors; tensors of one shape and stride are shared."""
+    pool: dict[tuple, torch.Tensor] = {}
+
+    def tensor(shape: tuple, stride: tuple, dtype: torch.dtype) -> torch.Tensor:
+        key = (shape, stride, dtype)
+        if key not in pool:
+            pool[key] = torch.empty_strided(shape, stride, dtype=dtype, device=device).normal_()
+        return pool[key]
+
+    prepared = [(func, [tensor(*a[1:]) if isinstance(a, tuple) and a[:1] == ("T",) else a for a in spec])
+                for func, spec in calls]
+
+    def run() -> None:
+        with torch.no_grad():
+            for func, args in prepared:
+                func(*args)
+
+    return run
+
+
 def measure(preset: str, impl: str, device: str, size: int, batch: int, steps: int, channels_last: bool,
-            bf16: bool) -> dict:
-    """One configuration, in this process: the train step (fwd, bwd, AdamW) and inference, images/s."""
+            bf16: bool, compile: bool) -> dict:
+    """One configuration, in this process: train step and inference images/s, and the GEMM-only floor."""
     torch.manual_seed(0)
     model = hiremlp.create_model(preset, num_classes=10, impl=impl).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    macs = hiremlp.count_macs(model, size)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # as lightning_modules trains
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=device)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=bf16)
+    forward = torch.compile(model) if compile else model
 
     def train_step() -> None:
         with autocast:
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(forward(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    def timed(fn, n: int) -> float:
-        for _ in range(2):
-            fn()
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        _sync(device)
-        return (time.perf_counter() - start) / n
-
-    model.train()
-    train_s = timed(train_step, steps)
     @torch.no_grad()
     def infer_step() -> None:
         with autocast:
-            model(x)
+            forward(x)
 
+    model.train()
+    start = time.perf_counter()
+    train_step()
+    _sync(device)
+    first_step_s = time.perf_counter() - start
+    train_s = best_time(train_step, device, steps)
+    recorder = GemmRecorder()
+    with recorder:
+        train_step()
+    gemm_s = best_time(gemm_replay(recorder.calls, device), device, steps)
     model.eval()
-    infer_s = timed(infer_step, steps)
-    macs = hiremlp.count_macs(model.float(), size)
+    infer_s = best_time(infer_step, device, steps)
     return {"train_img_s": batch / train_s, "infer_img_s": batch / infer_s, "macs": macs,
-            "train_flops": 6 * macs * batch / train_s, "peak_mb": peak_memory_mb(device)}
+            "train_flops": 6 * macs * batch / train_s, "gemm_share": gemm_s / train_s,
+            "gemm_flops": 6 * macs * batch / gemm_s, "gemm_calls": len(recorder.calls),
+            "first_step_s": first_step_s, "peak_mb": peak_memory_mb(device)}
 
 
 def agreement(preset: str, size: int) -> float:
-    """Largest difference between fast and reference outputs (train mode, same weights, same batch)."""
+    """Largest difference between fast (channels-last) and reference (NCHW) logits: same weights, same batch."""
     torch.manual_seed(0)
-    fast = hiremlp.create_model(preset, num_classes=10)
+    fast = hiremlp.create_model(preset, num_classes=10).to(memory_format=torch.channels_last)
     ref = hiremlp.create_model(preset, num_classes=10, impl="reference")
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(8, 3, size, size)
-    return (fast(x) - ref(x)).abs().max().item()
+    return (fast(x.contiguous(memory_format=torch.channels_last)) - ref(x)).abs().max().item()
 
 
-def run_child(args: argparse.Namespace, preset: str, impl: str, device: str, channels_last: bool) -> dict:
-    cmd = [sys.executable, __file__, "--child", json.dumps({
-        "preset": preset, "impl": impl, "device": device, "size": args.sizes.get(preset, DEFAULT_SIZES[preset]),
-        "batch": args.batch_size, "steps": args.steps, "channels_last": channels_last,
-        "bf16": device == "cuda"})]
+def run_child(args: argparse.Namespace, spec: dict) -> dict:
+    cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -124,53 +179,93 @@ def run_child(args: argparse.Namespace, preset: str, impl: str, device: str, cha
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def fastest(results: list[dict]) -> dict:
+    """The round with the fastest train step, with the fastest inference of any round; an error if all failed."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[-1]
+    best = max(ok, key=lambda r: r["train_img_s"])
+    return {**best, "infer_img_s": max(r["infer_img_s"] for r in ok)}
+
+
+def configurations(args: argparse.Namespace, device: str) -> list[dict]:
+    """(impl, layout, precision, compile) rows for one device; the baseline first."""
+    rows = [dict(impl=impl, channels_last=cl, bf16=False, compile=False)
+            for impl in args.impls.split(",") for cl in (False, True)]
+    rows.sort(key=lambda r: (r["impl"] != "reference", r["channels_last"]))
+    fast_cl = dict(impl="fast", channels_last=True)
+    if device == "cuda" or args.cpu_bf16:
+        rows.append({**fast_cl, "bf16": True, "compile": False})
+    if args.compile:
+        rows.append({**fast_cl, "bf16": device == "cuda", "compile": True})
+    return rows
+
+
+def label(cfg: dict) -> str:
+    extra = [name for name, on in (("bf16", cfg["bf16"]), ("compile", cfg["compile"])) if on]
+    return cfg["impl"] + (" + " + " + ".join(extra) if extra else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default="smoke,cifar_tiny,tiny")
     parser.add_argument("--impls", default="fast,reference")
     parser.add_argument("--devices", default="auto", help="cpu, cuda or auto (cpu, plus cuda when present)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round (the fastest counts)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over all configurations (the best counts)")
     parser.add_argument("--threads", type=int, default=0, help="OMP threads per child (0: torch's default)")
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile row (slow to compile on CPU)")
+    parser.add_argument("--cpu-bf16", action="store_true", help="add a bf16-autocast row on CPU (on GPU always)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        spec = json.loads(args.child)
-        print(json.dumps(measure(**spec)))
+        print(json.dumps(measure(**json.loads(args.child))))
         return 0
-    args.sizes = DEFAULT_SIZES
     presets = [p for p in args.presets.split(",") if p]
     for p in presets:
         if p not in hiremlp.PRESETS:
             parser.exit(2, f"error: preset {p!r} does not exist; allowed: {', '.join(hiremlp.PRESETS)}\n")
-        DEFAULT_SIZES.setdefault(p, hiremlp.PRESET_IMAGE_SIZE[p])
+    for impl in args.impls.split(","):
+        if impl not in hiremlp.config.IMPLS:
+            parser.exit(2, f"error: impl {impl!r} does not exist; allowed: {', '.join(hiremlp.config.IMPLS)}\n")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else \
         args.devices.split(",")
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPU cores"
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
     for device in devices:
         yardstick = matmul_flops(device)
-        print(f"\n## {device}: large fp32 matmul {yardstick / 1e9:.1f} GFLOP/s; batch {args.batch_size}")
+        print(f"\n## {device}: large fp32 matmul {yardstick / 1e9:.1f} GFLOP/s; batch {args.batch_size}, "
+              f"best of {args.steps} steps x {args.rounds} rounds")
         header = ("preset", "size", "impl", "layout", "train img/s", "infer img/s", "peak MB", "GFLOP/s",
-                  "of matmul", "speed-up")
+                  "of matmul", "GEMMs alone: share of step", "ceiling of matmul", "speed-up")
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for preset in presets:
-            size = DEFAULT_SIZES[preset]
+            size = DEFAULT_SIZES.get(preset, hiremlp.PRESET_IMAGE_SIZE[preset])
             diff = agreement(preset, size)
-            results = {(impl, cl): run_child(args, preset, impl, device, cl)
-                       for impl in args.impls.split(",") for cl in (False, True)}
-            base = results.get(("reference", False), {}).get("train_img_s")
-            for (impl, cl), r in results.items():
-                layout = "channels_last" if cl else "NCHW"
+            rows = configurations(args, device)
+            specs = [dict(preset=preset, device=device, size=size, batch=args.batch_size, steps=args.steps, **r)
+                     for r in rows]
+            runs: list[list[dict]] = [[] for _ in specs]
+            for _ in range(args.rounds):
+                for i, spec in enumerate(specs):
+                    runs[i].append(run_child(args, spec))
+            best = [fastest(r) for r in runs]
+            base = best[0].get("train_img_s") if rows[0]["impl"] == "reference" else None
+            for cfg, r in zip(rows, best, strict=True):
+                layout = "channels_last" if cfg["channels_last"] else "NCHW"
                 if "error" in r:
-                    print(f"| {preset} | {size} | {impl} | {layout} | failed: {r['error']} |")
+                    print(f"| {preset} | {size} | {label(cfg)} | {layout} | failed: {r['error']} |")
                     continue
                 speedup = f"{r['train_img_s'] / base:.2f}x" if base else "-"
-                print(f"| {preset} | {size} | {impl} | {layout} | {r['train_img_s']:.1f} | "
+                print(f"| {preset} | {size} | {label(cfg)} | {layout} | {r['train_img_s']:.1f} | "
                       f"{r['infer_img_s']:.1f} | {r['peak_mb']:.0f} | {r['train_flops'] / 1e9:.1f} | "
-                      f"{r['train_flops'] / yardstick:.0%} | {speedup} |")
-            print(f"|  | | fast vs reference: max abs diff of logits {diff:.1e} | | | | | | | |")
+                      f"{r['train_flops'] / yardstick:.0%} | {r['gemm_share']:.0%} | "
+                      f"{r['gemm_flops'] / yardstick:.0%} | {speedup} |")
+                if cfg["compile"]:
+                    print(f"|  | | (compile + first step took {r['first_step_s']:.0f} s) | | | | | | | | | |")
+            print(f"|  | | fast vs reference: max abs diff of logits {diff:.1e} | | | | | | | | | |")
     return 0
 
 

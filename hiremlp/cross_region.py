@@ -32,6 +32,8 @@ def pad_axis(x: Tensor, dim: int, pad: int, mode: str) -> Tensor:
     """Pad ``pad`` rows/columns at the end (bottom or right) of axis ``dim`` only."""
     if pad == 0:
         return x
+    if mode == "circular":  # F.pad's circular mode returns NCHW even for a channels-last input; cat keeps it
+        return torch.cat([x, x.narrow(dim, 0, pad)], dim)
     spec = (0, 0, 0, pad) if dim == 2 else (0, pad, 0, 0)
     return F.pad(x, spec, mode=_TORCH_PAD_MODE[mode])
 
@@ -84,8 +86,15 @@ class CrossRegionShuffle:
 
     def apply(self, x: Tensor) -> Tensor:
         order, _ = self._order(x.shape[self.dim], x.device)
-        return x.index_select(self.dim, order)
+        return _same_layout(x.index_select(self.dim, order), x)
 
     def undo(self, x: Tensor) -> Tensor:
         _, inverse = self._order(x.shape[self.dim], x.device)
-        return x.index_select(self.dim, inverse)
+        return _same_layout(x.index_select(self.dim, inverse), x)
+
+
+def _same_layout(out: Tensor, like: Tensor) -> Tensor:
+    """``index_select`` returns NCHW storage; a channels-last input keeps its (faster) layout."""
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        return out.contiguous(memory_format=torch.channels_last)
+    return out

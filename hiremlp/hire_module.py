@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from .config import BRANCHES, CROSS_REGION, FUSIONS, IMPLS, PADDINGS, parse_branches
 from .cross_region import CrossRegionShift, CrossRegionShuffle, pad_amount, pad_axis, padding_problem
 from .inner_region import InnerRegionMLP
+from .pointwise import pointwise
 
 
 def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
@@ -73,20 +74,21 @@ class SpatialBranch(nn.Module):
 class SplitAttention(nn.Module):
     """The released code's fusion: a per-channel softmax over the branches, computed from their pooled sum."""
 
-    def __init__(self, dim: int, n_branches: int) -> None:
+    def __init__(self, dim: int, n_branches: int, impl: str = "fast") -> None:
         super().__init__()
         self.n = n_branches
-        self.fc1 = nn.Conv2d(dim, dim // 4, 1)
+        self.fc1 = pointwise(dim, dim // 4, impl)
         self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(dim // 4, dim * n_branches, 1)
+        self.fc2 = pointwise(dim // 4, dim * n_branches, impl)
 
     def forward(self, outs: list[Tensor]) -> Tensor:
         b, c = outs[0].shape[:2]
         pooled = sum(out.mean((2, 3), keepdim=True) for out in outs)
         weights = self.fc2(self.act(self.fc1(pooled))).reshape(b, c, self.n).softmax(-1)
-        fused = outs[0] * weights[:, :, 0, None, None]
+        weights = weights.permute(2, 0, 1)[..., None, None]
+        fused = outs[0] * weights[0]
         for k in range(1, self.n):
-            fused = fused + outs[k] * weights[:, :, k, None, None]
+            fused = fused.addcmul(outs[k], weights[k])
         return fused
 
 
@@ -129,10 +131,10 @@ class HireModule(nn.Module):
                   if "h" in self.branches else None)
         self.w = (SpatialBranch(dim, "w", region[1], step[1], padding, cross_region, impl, where)
                   if "w" in self.branches else None)
-        self.c = nn.Conv2d(dim, dim, 1) if "c" in self.branches else None
-        self.reweight = (SplitAttention(dim, len(self.branches))
+        self.c = pointwise(dim, dim, impl) if "c" in self.branches else None
+        self.reweight = (SplitAttention(dim, len(self.branches), impl)
                          if fusion == "reweight" and len(self.branches) > 1 else None)
-        self.proj = nn.Conv2d(dim, dim, 1)
+        self.proj = pointwise(dim, dim, impl)
 
     def branch_outputs(self, x: Tensor) -> dict[str, Tensor]:
         """Each active branch's output, aligned with the input (rearrangement undone), before fusion."""

@@ -5,8 +5,10 @@ conv1x1 ``C*p -> C/2`` (no bias), BatchNorm, ReLU, conv1x1 ``C/2 -> C*p`` (bias)
 
 The same arithmetic without materialising the rearranged tensor: the first conv1x1 is a convolution with a
 ``(p, 1)`` kernel and stride ``(p, 1)`` on the padded map, and the second is the matching transposed convolution.
-Weights are stored in that layout; ``reference`` re-views them as the released code's 1x1 weights, so both paths
-share parameters and a test can hold one against the other.
+On a channels-last map the two convolutions become two matmuls over NHWC views (``forward_channels_last``),
+which the BLAS runs faster than oneDNN runs the strided convolutions on small maps (``benchmarks/bench.py``).
+Weights are stored in the convolution layout; ``reference`` re-views them as the released code's 1x1 weights,
+so all paths share parameters and a test can hold one against the other.
 """
 
 from __future__ import annotations
@@ -44,11 +46,38 @@ class InnerRegionMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: padded NCHW whose branch axis is a multiple of ``region``."""
+        if x.is_contiguous(memory_format=torch.channels_last):
+            return self.forward_channels_last(x)
         y = self.act(self.norm(F.conv2d(x, self.reduce, stride=self.kernel)))
         z = F.conv_transpose2d(y, self.expand, stride=self.kernel)
         dim = 2 if self.axis == "h" else 3
         z.unflatten(dim, (-1, self.region)).add_(self._bias_view())
         return z
+
+    def forward_channels_last(self, x: Tensor) -> Tensor:
+        """The same arithmetic as two matmuls over NHWC views, for maps stored channels-last.
+
+        A region's ``p`` pixels times ``C`` channels is one row of ``p*C`` numbers: a free view for the width
+        branch, one transpose copy each way for the height branch. The (c, i)-ordered weights are re-viewed in the
+        view's (i, c) order and the position bias rides in the second matmul.
+        """
+        b, c, h, w = x.shape
+        p = self.region
+        t = x.permute(0, 2, 3, 1)
+        if self.axis == "w":
+            t = t.reshape(b, h, w // p, p * c)
+        else:
+            t = t.reshape(b, h // p, p, w, c).transpose(2, 3).reshape(b, h // p, w, p * c)
+        w_reduce = self.reduce.flatten(2).transpose(1, 2).reshape(self.hidden, p * c)
+        w_expand = self.expand.flatten(2).permute(2, 1, 0).reshape(p * c, self.hidden)
+        bias = self.expand_bias.t().reshape(p * c)
+        y = F.linear(t, w_reduce).permute(0, 3, 1, 2)
+        y = self.act(self.norm(y)).permute(0, 2, 3, 1)
+        z = F.linear(y, w_expand, bias)
+        if self.axis == "w":
+            return z.reshape(b, h, w, c).permute(0, 3, 1, 2)
+        z = z.reshape(b, h // p, w, p, c).transpose(2, 3).reshape(b, h, w, c)
+        return z.permute(0, 3, 1, 2)
 
     def reference(self, x: Tensor) -> Tensor:
         """The released code's path: reshape/permute into channels, two 1x1 convs, permute back."""

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from .config import HireMLPConfig
 from .hire_module import HireModule
+from .pointwise import pointwise
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -41,12 +42,12 @@ class DropPath(nn.Module):
 
 
 class ChannelMLP(nn.Module):
-    def __init__(self, dim: int, ratio: float) -> None:
+    def __init__(self, dim: int, ratio: float, impl: str = "fast") -> None:
         super().__init__()
         hidden = int(dim * ratio)
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.fc1 = pointwise(dim, hidden, impl)
         self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(hidden, dim, 1)
+        self.fc2 = pointwise(hidden, dim, impl)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -72,7 +73,7 @@ class HireBlock(nn.Module):
             inner_region=cfg.inner_region, impl=cfg.impl, where=f"stage {stage + 1} block {block + 1}: ")
         self.drop_path = DropPath(drop_path)
         self.norm2 = make_norm(cfg.norm, dim)
-        self.mlp = ChannelMLP(dim, cfg.mlp_ratio)
+        self.mlp = ChannelMLP(dim, cfg.mlp_ratio, cfg.impl)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.drop_path(self.mixer(self.norm1(x)))

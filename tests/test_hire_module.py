@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from hiremlp import HireModule
 from hiremlp.cross_region import pad_amount, shuffle_order
+from hiremlp.inner_region import InnerRegionMLP
 
 
 def _module(dim: int = 16, **kwargs) -> HireModule:
@@ -241,22 +242,31 @@ SWITCHES = list(itertools.product(
 ))
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("padding,cross,inner,branches,fusion", SWITCHES)
-def test_fast_path_equals_reference_path(padding, cross, inner, branches, fusion) -> None:
+def test_fast_path_equals_reference_path(padding, cross, inner, branches, fusion, layout, monkeypatch) -> None:
+    """Both fast paths (strided convs on NCHW, matmuls on channels-last) against the released reshape path."""
     kwargs = dict(region_size=(3, 2), shift=(2, 1), padding=padding, cross_region=cross, inner_region=inner,
                   branches=branches, fusion=fusion)
-    fast = _module(**kwargs).train()
-    ref = HireModule(16, impl="reference", **kwargs).train()
+    fast = _module(**kwargs).train().double()
+    ref = HireModule(16, impl="reference", **kwargs).train().double()
     ref.load_state_dict(fast.state_dict())
-    x = torch.randn(3, 16, 7, 9)
-    xf, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    took = []
+    matmul_path = InnerRegionMLP.forward_channels_last
+    monkeypatch.setattr(InnerRegionMLP, "forward_channels_last",
+                        lambda self, x: took.append(self.axis) or matmul_path(self, x))
+    x = torch.randn(3, 16, 7, 9, dtype=torch.float64)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    xf, xr = x.clone(memory_format=fmt).requires_grad_(), x.clone().requires_grad_()
     out_f, out_r = fast(xf), ref(xr)
-    torch.testing.assert_close(out_f, out_r, rtol=1e-5, atol=1e-6)
+    spatial = sorted(b for b in branches if b != "c")
+    assert sorted(took) == (spatial if layout == "channels_last" else []), "the layout chose the wrong path"
+    torch.testing.assert_close(out_f, out_r, rtol=1e-10, atol=1e-10)
     out_f.square().sum().backward()
     out_r.square().sum().backward()
-    torch.testing.assert_close(xf.grad, xr.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(xf.grad, xr.grad, rtol=1e-10, atol=1e-10)
     for (name, pf), pr in zip(fast.named_parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(pf.grad, pr.grad, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(pf.grad, pr.grad, rtol=1e-10, atol=1e-10, msg=name)
 
 
 def test_channels_last_input_gives_the_same_output() -> None:

@@ -7,11 +7,13 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import hiremlp
 from hiremlp import HireMLPConfig, count_macs, count_params, create_model, stage_plan
 from hiremlp.model import LayerNorm2d
+from hiremlp.pointwise import PointwiseConv
 
 # Released models with 1000 classes at 224 px (reference §2: counted from the official code).
 RELEASED = {"tiny": (18.04e6, 2.14e9), "small": (33.11e6, 4.23e9), "base": (58.23e6, 8.11e9),
@@ -104,15 +106,60 @@ def test_cifar_presets_pad_in_two_stages_like_224px() -> None:
     assert [p.pad_rows for p in stage_plan(hiremlp.PRESETS["tiny"], 224)] == [0, 2, 1, 1]
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("overrides", [{}, {"cross_region": "shuffle", "padding": "zero"},
                                        {"branches": "h,c", "fusion": "sum"}])
-def test_fast_and_reference_models_agree(overrides: dict) -> None:
+def test_fast_and_reference_models_agree(overrides: dict, layout: torch.memory_format) -> None:
     torch.manual_seed(0)
-    fast = create_model("smoke", num_classes=10, **overrides)
+    fast = create_model("smoke", num_classes=10, **overrides).to(memory_format=layout)
     ref = create_model("smoke", num_classes=10, impl="reference", **overrides)
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(4, 3, 32, 32)
-    torch.testing.assert_close(fast(x), ref(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast(x.contiguous(memory_format=layout)), ref(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 8, 9, 16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_pointwise_conv_is_the_released_1x1_conv(size: int, layout: torch.memory_format, monkeypatch) -> None:
+    """Same outputs and gradients as nn.Conv2d; the matmul runs exactly on small channels-last maps."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(24, 40, 1)
+    pw = PointwiseConv(24, 40)
+    pw.load_state_dict(conv.state_dict())
+    linear_calls = []
+    real_linear = F.linear
+    monkeypatch.setattr(F, "linear", lambda *a: linear_calls.append(1) or real_linear(*a))
+    x = torch.randn(3, 24, size, size, dtype=torch.float64)
+    out = pw.double()(x.clone(memory_format=layout))
+    # a 1x1 map is channels-last whichever way it is stored
+    takes_matmul = size * size <= pw.max_linear_pixels and (layout == torch.channels_last or size == 1)
+    assert bool(linear_calls) == takes_matmul
+    torch.testing.assert_close(out, conv.double()(x))
+
+
+def test_pointwise_conv_gradients_match_the_conv() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(24, 40, 1).double()
+    pw = PointwiseConv(24, 40).double()
+    pw.load_state_dict(conv.state_dict())
+    x = torch.randn(3, 24, 4, 4, dtype=torch.float64)
+    g = torch.randn(3, 40, 4, 4, dtype=torch.float64)
+    xa = x.clone(memory_format=torch.channels_last).requires_grad_()
+    xb = x.clone().requires_grad_()
+    pw(xa).backward(g)
+    conv(xb).backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(pw.weight.grad, conv.weight.grad)
+    torch.testing.assert_close(pw.bias.grad, conv.bias.grad)
+
+
+def test_reference_model_uses_the_released_layers_and_same_state_dict() -> None:
+    fast = create_model("smoke", num_classes=10)
+    ref = create_model("smoke", num_classes=10, impl="reference")
+    assert {k: v.shape for k, v in fast.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    assert not any(isinstance(m, PointwiseConv) for m in ref.modules())
+    assert sum(isinstance(m, PointwiseConv) for m in fast.modules()) == sum(
+        isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) for m in ref.modules())
 
 
 def test_forward_is_features_then_head_and_any_size_runs() -> None:
