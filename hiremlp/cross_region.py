@@ -38,6 +38,28 @@ def pad_axis(x: Tensor, dim: int, pad: int, mode: str) -> Tensor:
     return F.pad(x, spec, mode=_TORCH_PAD_MODE[mode])
 
 
+class _CropEnd(torch.autograd.Function):
+    """``x.narrow(dim, 0, n)`` whose backward zero-pads the gradient with ``F.pad``, which keeps a channels-last
+    layout; autograd's own slice backward returns NCHW and sends the whole branch's backward down slower paths."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, dim: int, n: int) -> Tensor:
+        ctx.dim, ctx.pad = dim, x.shape[dim] - n
+        return x.narrow(dim, 0, n)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        spec = (0, 0, 0, ctx.pad) if ctx.dim == 2 else (0, ctx.pad, 0, 0)
+        return F.pad(grad, spec), None, None
+
+
+def crop_end(x: Tensor, dim: int, n: int) -> Tensor:
+    """The first ``n`` rows (``dim=2``) or columns (``dim=3``): undoes :func:`pad_axis`."""
+    if x.shape[dim] == n:
+        return x
+    return _CropEnd.apply(x, dim, n)
+
+
 class CrossRegionShift:
     """The released code's shifted manner: roll the axis by ``+step`` before the branch, by ``-step`` after.
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from .config import BRANCHES, CROSS_REGION, FUSIONS, IMPLS, PADDINGS, parse_branches
-from .cross_region import CrossRegionShift, CrossRegionShuffle, pad_amount, pad_axis, padding_problem
+from .cross_region import CrossRegionShift, CrossRegionShuffle, crop_end, pad_amount, pad_axis, padding_problem
 from .inner_region import InnerRegionMLP
 from .pointwise import pointwise
 
@@ -65,7 +65,7 @@ class SpatialBranch(nn.Module):
         y = self.mlp.reference(x) if self.impl == "reference" else self.mlp(x)
         if self.shuffle is not None:
             y = self.shuffle.undo(y)
-        y = y.narrow(self.dim_index, 0, n)
+        y = crop_end(y, self.dim_index, n)
         if self.shift is not None:
             y = self.shift.undo(y)
         return y
@@ -84,8 +84,9 @@ class SplitAttention(nn.Module):
     def forward(self, outs: list[Tensor]) -> Tensor:
         b, c = outs[0].shape[:2]
         pooled = sum(out.mean((2, 3), keepdim=True) for out in outs)
-        weights = self.fc2(self.act(self.fc1(pooled))).reshape(b, c, self.n).softmax(-1)
-        weights = weights.permute(2, 0, 1)[..., None, None]
+        # the released (c, branch) channel order; softmax over a middle dim runs vectorised along c
+        weights = self.fc2(self.act(self.fc1(pooled))).reshape(b, c, self.n).transpose(1, 2).softmax(1)
+        weights = weights.transpose(0, 1)[..., None, None]
         fused = outs[0] * weights[0]
         for k in range(1, self.n):
             fused = fused.addcmul(outs[k], weights[k])
