@@ -83,7 +83,8 @@ class SplitAttention(nn.Module):
 
     def forward(self, outs: list[Tensor]) -> Tensor:
         b, c = outs[0].shape[:2]
-        pooled = sum(out.mean((2, 3), keepdim=True) for out in outs)
+        # sum, then divide the small result: autograd's mean backward would materialise a full-size map per branch
+        pooled = sum(out.sum((2, 3), keepdim=True) for out in outs) / (outs[0].shape[2] * outs[0].shape[3])
         # the released (c, branch) channel order; softmax over a middle dim runs vectorised along c
         weights = self.fc2(self.act(self.fc1(pooled))).reshape(b, c, self.n).transpose(1, 2).softmax(1)
         weights = weights.transpose(0, 1)[..., None, None]

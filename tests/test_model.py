@@ -124,7 +124,7 @@ def test_pointwise_conv_is_the_released_1x1_conv(size: int, layout: torch.memory
     """Same outputs and gradients as nn.Conv2d; the matmul runs exactly on small channels-last maps."""
     torch.manual_seed(0)
     conv = nn.Conv2d(24, 40, 1)
-    pw = PointwiseConv(24, 40)
+    pw = PointwiseConv(24, 40, max_linear_rows=3 * 8 * 8)
     pw.load_state_dict(conv.state_dict())
     linear_calls = []
     real_linear = F.linear
@@ -132,7 +132,7 @@ def test_pointwise_conv_is_the_released_1x1_conv(size: int, layout: torch.memory
     x = torch.randn(3, 24, size, size, dtype=torch.float64)
     out = pw.double()(x.clone(memory_format=layout))
     # a 1x1 map is channels-last whichever way it is stored
-    takes_matmul = size * size <= pw.max_linear_pixels and (layout == torch.channels_last or size == 1)
+    takes_matmul = 3 * size * size <= pw.max_linear_rows and (layout == torch.channels_last or size == 1)
     assert bool(linear_calls) == takes_matmul
     torch.testing.assert_close(out, conv.double()(x))
 
