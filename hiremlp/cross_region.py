@@ -107,16 +107,30 @@ class CrossRegionShuffle:
         return self._orders[key]
 
     def apply(self, x: Tensor) -> Tensor:
-        order, _ = self._order(x.shape[self.dim], x.device)
-        return _same_layout(x.index_select(self.dim, order), x)
+        order, inverse = self._order(x.shape[self.dim], x.device)
+        return _Reorder.apply(x, self.dim, order, inverse)
 
     def undo(self, x: Tensor) -> Tensor:
-        _, inverse = self._order(x.shape[self.dim], x.device)
-        return _same_layout(x.index_select(self.dim, inverse), x)
+        order, inverse = self._order(x.shape[self.dim], x.device)
+        return _Reorder.apply(x, self.dim, inverse, order)
 
 
-def _same_layout(out: Tensor, like: Tensor) -> Tensor:
-    """``index_select`` returns NCHW storage; a channels-last input keeps its (faster) layout."""
-    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
-        return out.contiguous(memory_format=torch.channels_last)
-    return out
+class _Reorder(torch.autograd.Function):
+    """Rows in a new ``order`` along ``dim``; the gradient goes back through the ``inverse`` order (a gather, not
+    autograd's scatter-add), and both directions keep a channels-last input channels-last."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, dim: int, order: Tensor, inverse: Tensor) -> Tensor:
+        ctx.dim, ctx.inverse = dim, inverse
+        return _index_select_keep_layout(x, dim, order)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        return _index_select_keep_layout(grad, ctx.dim, ctx.inverse), None, None, None
+
+
+def _index_select_keep_layout(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``index_select`` returns NCHW storage; on a channels-last map select on its NHWC view instead."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return x.permute(0, 2, 3, 1).index_select(dim - 1, index).permute(0, 3, 1, 2)
+    return x.index_select(dim, index)

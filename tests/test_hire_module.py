@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hiremlp import HireModule
-from hiremlp.cross_region import pad_amount, shuffle_order
+from hiremlp.cross_region import CrossRegionShuffle, crop_end, pad_amount, shuffle_order
 from hiremlp.inner_region import InnerRegionMLP
 
 
@@ -328,3 +328,39 @@ def test_bad_module_arguments_are_one_line_errors(kwargs, field) -> None:
     with pytest.raises(ValueError) as err:
         HireModule(16, **kwargs)
     assert field in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("padding", ["zero", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("cross", ["shift", "shuffle", "none"])
+def test_channels_last_holds_through_padded_branches_forward_and_backward(padding, cross, monkeypatch) -> None:
+    """A branch that pads must not drop to NCHW: F.pad's circular mode, index_select and autograd's slice
+    backward all return NCHW, which sends the rest of the branch (and its backward) down copying paths."""
+    layouts = []
+    matmul_path = InnerRegionMLP.forward_channels_last
+
+    def spy(self, x):
+        out = matmul_path(self, x)
+        out.register_hook(lambda g: layouts.append(g.is_contiguous(memory_format=torch.channels_last)))
+        return out
+
+    monkeypatch.setattr(InnerRegionMLP, "forward_channels_last", spy)
+    m = _module(region_size=(3, 2), shift=(2, 1), padding=padding, cross_region=cross).train()
+    x = torch.randn(2, 16, 7, 9).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = m(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    out.backward(torch.randn_like(out))
+    assert layouts == [True, True], "a branch's gradient arrived in NCHW"
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_hand_written_backwards_pass_gradcheck(dim: int, layout: torch.memory_format) -> None:
+    """The shuffle's and the crop's own backward passes against numerical gradients."""
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    shuffle = CrossRegionShuffle(3, dim)
+    assert torch.autograd.gradcheck(shuffle.apply, (x,))
+    assert torch.autograd.gradcheck(shuffle.undo, (x,))
+    assert torch.autograd.gradcheck(lambda t: crop_end(t, dim, 4), (x,))
+    assert torch.equal(shuffle.undo(shuffle.apply(x)), x)
+    assert torch.equal(crop_end(x, dim, 4), x.narrow(dim, 0, 4))
