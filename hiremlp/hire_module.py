@@ -76,16 +76,21 @@ class SplitAttention(nn.Module):
 
     def __init__(self, dim: int, n_branches: int, impl: str = "fast") -> None:
         super().__init__()
-        self.n = n_branches
+        self.n, self.impl = n_branches, impl
         self.fc1 = pointwise(dim, dim // 4, impl)
         self.act = nn.GELU()
         self.fc2 = pointwise(dim // 4, dim * n_branches, impl)
 
     def forward(self, outs: list[Tensor]) -> Tensor:
         b, c = outs[0].shape[:2]
-        # sum, then divide the small result: autograd's mean backward would materialise a full-size map per branch
+        if self.impl == "reference":  # as released: average-pool the summed maps, weight, sum
+            pooled = sum(outs).mean((2, 3), keepdim=True)
+            weights = self.fc2(self.act(self.fc1(pooled))).reshape(b, c, self.n).permute(2, 0, 1).softmax(0)
+            return sum(out * weights[k, :, :, None, None] for k, out in enumerate(outs))
+        # Same arithmetic, fewer full-size passes: per-branch sums, then one division of the small result
+        # (autograd's mean backward would materialise a full-size map per branch); softmax over a middle dim runs
+        # vectorised along the channels; each branch is added with one addcmul.
         pooled = sum(out.sum((2, 3), keepdim=True) for out in outs) / (outs[0].shape[2] * outs[0].shape[3])
-        # the released (c, branch) channel order; softmax over a middle dim runs vectorised along c
         weights = self.fc2(self.act(self.fc1(pooled))).reshape(b, c, self.n).transpose(1, 2).softmax(1)
         weights = weights.transpose(0, 1)[..., None, None]
         fused = outs[0] * weights[0]
