@@ -77,10 +77,10 @@ class _Interleaved(pl.Callback):
 
         h = pl_module.hparams
         self.model = copy.deepcopy(pl_module.model).train()  # the same initial weights
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1], "weight_decay": h.weight_decay},
-                                      {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
-                                     lr=h.lr, betas=(h.beta1, h.beta2))
+        # the optimizer the module builds (same decay groups, fused kernel), over the copy's parameters
+        own = dict(zip(map(id, pl_module.model.parameters()), self.model.parameters(), strict=True))
+        groups = [{**g, "params": [own[id(p)] for p in g["params"]]} for g in pl_module.param_groups()]
+        self.opt = torch.optim.AdamW(groups, lr=h.lr, betas=(h.beta1, h.beta2), fused=True)
         total = max(int(trainer.estimated_stepping_batches), 1)
         warmup = int(round(h.warmup_epochs * total / max(trainer.max_epochs or 1, 1)))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(total, warmup, h.min_lr_ratio))

@@ -196,10 +196,16 @@ class HireMLPClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------ optimizer
     def param_groups(self) -> list[dict[str, Any]]:
-        """Weight decay on matrices/kernels only: decaying norm gains and biases just hurts (nanoGPT, timm)."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        return [{"params": [p for p in params if p.ndim > 1], "weight_decay": self.hparams.weight_decay},
-                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        """Weight decay on matrices/kernels only: decaying norm gains and biases just hurts (nanoGPT, timm).
+
+        A bias is any 1-D parameter or one named ``*bias``: the inner-region MLP keeps its position bias as a
+        ``(C, p)`` matrix (the released code's 1-D ``C*p`` conv bias), which must not be decayed either.
+        """
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        no_decay = [p for n, p in named if p.ndim <= 1 or n.endswith("bias")]
+        decay = [p for n, p in named if not (p.ndim <= 1 or n.endswith("bias"))]
+        return [{"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams

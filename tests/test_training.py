@@ -173,12 +173,19 @@ def test_ema_weights_are_used_for_evaluation() -> None:
     assert plain.ema_model is None and plain.eval_model is plain.model
 
 
-def test_weight_decay_skips_1d_params() -> None:
+def test_weight_decay_skips_norms_and_every_bias() -> None:
     m = HireMLPClassifier(**hiremlp.get_config("smoke", num_classes=10).to_flat(), weight_decay=0.1)
     decay, no_decay = m.param_groups()
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.model.parameters()))
+    names = {id(p): n for n, p in m.model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    kept = {names[id(p)] for p in no_decay["params"]}
+    assert all(n.endswith("weight") or n.endswith(("reduce", "expand")) for n in decayed), decayed
+    assert not any(n.endswith("bias") for n in decayed)
+    # the inner-region position bias is 2-D (C, p) here but the released code's 1-D conv bias: never decayed
+    assert any(n.endswith("mlp.expand_bias") for n in kept)
+    assert all(p.ndim > 1 for p in decay["params"])
+    assert len(decayed) + len(kept) == len(list(m.model.parameters()))
 
 
 def test_bad_config_is_a_value_error(tmp_path: Path) -> None:
