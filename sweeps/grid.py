@@ -47,6 +47,8 @@ def spec(study: Study, protocol: Protocol) -> dict:
     """What a cell *means*: the row definitions and the recipe. Which rows or how many seeds run is not in it,
     so `--rows` and `--seeds` extend one study, while an edited row or recipe starts a new one."""
     recipe = {k: v for k, v in dataclasses.asdict(protocol).items() if k not in ("description", "device")}
+    if recipe["precision"] == "auto":  # the default leaves the names of studies made before the field unchanged
+        del recipe["precision"]
     out = {
         "study": study.name,
         "kind": study.kind,

@@ -25,6 +25,8 @@ class Protocol:
     eval_subset: int | None = None  # None: the full validation / test split
     val_size: int = 5000
     device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
+    # 'auto': bf16-mixed on a GPU, fp32 on a CPU; 'bf16-mixed' on a CPU with AMX trains cifar_tiny ~1.6x faster
+    precision: str = "auto"
 
 
 PROTOCOLS: dict[str, Protocol] = {

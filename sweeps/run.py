@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--eval-subset", type=int)
     g.add_argument("--eval-sizes", help="extra test sizes, e.g. 24,28,32 (default: the study's)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--precision", choices=("auto", "32", "bf16-mixed"),
+                   help="auto: bf16-mixed on GPU, 32 on CPU (bf16-mixed is faster on CPUs with AMX)")
     p.add_argument("--trainer", default="lightning", help=argparse.SUPPRESS)  # 'fake' tests the machinery
     p.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)  # set on --workers children
     return p.parse_args(argv)
@@ -108,7 +110,7 @@ def resolve(args: argparse.Namespace):
         raise UsageError(str(e)) from None
     protocol = with_overrides(protocol, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                               weight_decay=args.weight_decay, train_subset=args.train_subset,
-                              eval_subset=args.eval_subset, device=args.device)
+                              eval_subset=args.eval_subset, device=args.device, precision=args.precision)
     for field in ("epochs", "batch_size", "train_subset", "eval_subset"):
         value = getattr(protocol, field)
         if value is not None and value < 1:

@@ -143,6 +143,15 @@ def test_recipe_variants_get_their_own_study_and_folder(tmp_path, fake_env):
     assert main(fake_args(tmp_path, "--rows", "zero")) == 2
 
 
+def test_precision_is_a_recipe_override_and_the_default_keeps_old_study_names(tmp_path, fake_env):
+    assert "precision" not in grid.spec(get_study("padding"), get_protocol("smoke"))["protocol"]
+    assert main(fake_args(tmp_path, "--rows", "zero", "--precision", "bf16-mixed")) == 0
+    variant = load(tmp_path, precision="bf16-mixed")
+    assert variant.user_attrs["spec"]["protocol"]["precision"] == "bf16-mixed"
+    assert variant.study_name != grid.study_name(grid.spec(get_study("padding"), get_protocol("smoke")))
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()][0].startswith("padding-smoke+")
+
+
 def test_failures_are_recorded_and_set_the_exit_code(tmp_path, fake_env, monkeypatch, capsys):
     monkeypatch.setenv("SWEEP_FAKE_FAIL", "reflect")
     monkeypatch.setenv("SWEEP_FAKE_NAN", "zero")

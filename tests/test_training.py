@@ -258,3 +258,12 @@ def test_callback_exception_propagates_and_keeps_the_curve(tmp_path: Path) -> No
         run(tiny(tmp_path, epochs=3), callbacks=[PruneAtEpoch1()])
     assert [int(r["epoch"]) for r in _rows(tmp_path / "run")] == [0, 1]
     assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_bf16_mixed_runs_on_cpu_and_is_recorded(tmp_path: Path) -> None:
+    """The opt-in CPU bf16 autocast path (fast on AMX CPUs) trains and evaluates end to end."""
+    result = run(tiny(tmp_path, epochs=1, precision="bf16-mixed", eval_sizes=(28,)))
+    assert math.isfinite(result["test_loss"]) and 0.0 <= result["test_acc"] <= 100.0
+    assert "test_acc@28" in result
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["resolved"]["precision"] == "bf16-mixed"
