@@ -222,3 +222,17 @@ def test_unknown_preset_lists_the_allowed_ones() -> None:
 def test_module_cli_prints_the_preset_table() -> None:
     out = subprocess.run([sys.executable, "-m", "hiremlp"], capture_output=True, text=True, check=True).stdout
     assert "tiny" in out and "18.04" in out and "2.144" in out and "16x16 8x8 4x4 2x2" in out
+
+
+def test_macs_are_the_same_on_the_matmul_path() -> None:
+    """The channels-last fast path does the same multiply-accumulates as the convolutions it replaces."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model("cifar_tiny", num_classes=10).eval()
+    x = torch.zeros(2, 3, 32, 32)
+    counts = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x.contiguous(memory_format=layout))
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] == 4 * count_macs(model, 32)
