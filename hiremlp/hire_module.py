@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from .config import BRANCHES, CROSS_REGION, FUSIONS, IMPLS, PADDINGS, parse_branches
 from .cross_region import CrossRegionShift, CrossRegionShuffle, crop_end, pad_amount, pad_axis, padding_problem
 from .inner_region import InnerRegionMLP
-from .pointwise import pointwise
+from .matmul_conv import pointwise
 
 
 def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .config import HireMLPConfig
 from .hire_module import HireModule
-from .pointwise import pointwise
+from .matmul_conv import PatchConv, pointwise
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -56,8 +56,10 @@ class ChannelMLP(nn.Module):
 class ConvNormAct(nn.Sequential):
     """Conv, BatchNorm, ReLU: the released stem and downsampling layer."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int) -> None:
-        super().__init__(nn.Conv2d(cin, cout, kernel, stride, padding), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int, impl: str = "reference") -> None:
+        conv = (nn.Conv2d(cin, cout, kernel, stride, padding) if impl == "reference"
+                else PatchConv(cin, cout, kernel, stride, padding))
+        super().__init__(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class HireBlock(nn.Module):
@@ -86,7 +88,8 @@ class HireStage(nn.Module):
     def __init__(self, cfg: HireMLPConfig, stage: int, drop_paths: list[float]) -> None:
         super().__init__()
         dims = cfg.embed_dims
-        self.downsample = ConvNormAct(dims[stage - 1], dims[stage], 3, 2, 1) if stage > 0 else nn.Identity()
+        self.downsample = (ConvNormAct(dims[stage - 1], dims[stage], 3, 2, 1, cfg.impl) if stage > 0
+                           else nn.Identity())
         steps = cfg.block_steps(stage)
         self.blocks = nn.Sequential(*[
             HireBlock(cfg, stage, i, steps[i], drop_paths[i]) for i in range(cfg.depths[stage])

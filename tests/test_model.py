@@ -12,8 +12,8 @@ from torch import nn
 
 import hiremlp
 from hiremlp import HireMLPConfig, count_macs, count_params, create_model, stage_plan
+from hiremlp.matmul_conv import PatchConv, PointwiseConv
 from hiremlp.model import LayerNorm2d
-from hiremlp.pointwise import PointwiseConv
 
 # Released models with 1000 classes at 224 px (reference §2: counted from the official code).
 RELEASED = {"tiny": (18.04e6, 2.14e9), "small": (33.11e6, 4.23e9), "base": (58.23e6, 8.11e9),
@@ -55,8 +55,8 @@ def test_released_architecture_uses_batchnorm_and_relu_in_stem_and_downsampling(
     conv = model.stem[0]
     assert (conv.kernel_size, conv.stride, conv.padding) == ((7, 7), (4, 4), (2, 2))
     down = model.stages[1].downsample
-    assert [type(m) for m in down] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
-    assert (down[0].kernel_size, down[0].stride) == ((3, 3), (2, 2))
+    assert [type(m) for m in down] == [PatchConv, nn.BatchNorm2d, nn.ReLU]  # an nn.Conv2d (see its test)
+    assert (down[0].kernel_size, down[0].stride, down[0].padding) == ((3, 3), (2, 2), (1, 1))
     block = model.stages[0].blocks[0]
     assert isinstance(block.norm1, nn.BatchNorm2d) and isinstance(model.norm, nn.BatchNorm2d)
     assert block.mlp.fc1.out_channels == 4 * 64 and isinstance(block.mlp.act, nn.GELU)
@@ -153,11 +153,35 @@ def test_pointwise_conv_gradients_match_the_conv() -> None:
     torch.testing.assert_close(pw.bias.grad, conv.bias.grad)
 
 
+@pytest.mark.parametrize("size", [3, 4, 5, 8])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_patch_conv_is_the_released_strided_conv(size: int, layout: torch.memory_format, monkeypatch) -> None:
+    """Same outputs and gradients as nn.Conv2d(3x3, stride 2, pad 1); im2col only into maps of <= 4 pixels."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 10, 3, 2, 1).double()
+    pc = PatchConv(6, 10, 3, 2, 1).double()
+    pc.load_state_dict(conv.state_dict())
+    linear_calls = []
+    real_linear = F.linear
+    monkeypatch.setattr(F, "linear", lambda *a: linear_calls.append(1) or real_linear(*a))
+    x = torch.randn(3, 6, size, size, dtype=torch.float64)
+    g = torch.randn(3, 10, (size + 1) // 2, (size + 1) // 2, dtype=torch.float64)
+    xa, xb = x.clone(memory_format=layout).requires_grad_(), x.clone().requires_grad_()
+    out, want = pc(xa), conv(xb)
+    assert bool(linear_calls) == (layout == torch.channels_last and ((size + 1) // 2) ** 2 <= 4)
+    torch.testing.assert_close(out, want)
+    out.backward(g)
+    want.backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(pc.weight.grad, conv.weight.grad)
+    torch.testing.assert_close(pc.bias.grad, conv.bias.grad)
+
+
 def test_reference_model_uses_the_released_layers_and_same_state_dict() -> None:
     fast = create_model("smoke", num_classes=10)
     ref = create_model("smoke", num_classes=10, impl="reference")
     assert {k: v.shape for k, v in fast.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
-    assert not any(isinstance(m, PointwiseConv) for m in ref.modules())
+    assert not any(isinstance(m, (PointwiseConv, PatchConv)) for m in ref.modules())
     assert sum(isinstance(m, PointwiseConv) for m in fast.modules()) == sum(
         isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) for m in ref.modules())
 
