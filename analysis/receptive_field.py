@@ -28,7 +28,7 @@ def module_from_config(cfg: Any, stage: int = 0, block: int = 1) -> torch.nn.Mod
 
 
 def receptive_fields(
-    module: torch.nn.Module, size: tuple[int, int], pixel: tuple[int, int], samples: int = 4, seed: int = 0
+    module: torch.nn.Module, size: tuple[int, int], pixel: tuple[int, int], samples: int = 32, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Boolean (H, W) mask per branch: the input pixels whose gradient at output `pixel` is nonzero.
 
