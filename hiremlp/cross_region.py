@@ -28,14 +28,18 @@ def padding_problem(size: int, region: int, mode: str) -> str | None:
     return None
 
 
+def _end_pad(dim: int, pad: int) -> tuple[int, int, int, int]:
+    """``F.pad`` spec adding ``pad`` rows (``dim=2``) or columns (``dim=3``) at the end of that axis only."""
+    return (0, 0, 0, pad) if dim == 2 else (0, pad, 0, 0)
+
+
 def pad_axis(x: Tensor, dim: int, pad: int, mode: str) -> Tensor:
     """Pad ``pad`` rows/columns at the end (bottom or right) of axis ``dim`` only."""
     if pad == 0:
         return x
     if mode == "circular":  # F.pad's circular mode returns NCHW even for a channels-last input; cat keeps it
         return torch.cat([x, x.narrow(dim, 0, pad)], dim)
-    spec = (0, 0, 0, pad) if dim == 2 else (0, pad, 0, 0)
-    return F.pad(x, spec, mode=_TORCH_PAD_MODE[mode])
+    return F.pad(x, _end_pad(dim, pad), mode=_TORCH_PAD_MODE[mode])
 
 
 class _CropEnd(torch.autograd.Function):
@@ -49,8 +53,7 @@ class _CropEnd(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        spec = (0, 0, 0, ctx.pad) if ctx.dim == 2 else (0, ctx.pad, 0, 0)
-        return F.pad(grad, spec), None, None
+        return F.pad(grad, _end_pad(ctx.dim, ctx.pad)), None, None
 
 
 def crop_end(x: Tensor, dim: int, n: int) -> Tensor:

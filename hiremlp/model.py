@@ -56,7 +56,7 @@ class ChannelMLP(nn.Module):
 class ConvNormAct(nn.Sequential):
     """Conv, BatchNorm, ReLU: the released stem and downsampling layer."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int, impl: str = "reference") -> None:
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int, impl: str = "fast") -> None:
         conv = (nn.Conv2d(cin, cout, kernel, stride, padding) if impl == "reference"
                 else PatchConv(cin, cout, kernel, stride, padding))
         super().__init__(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -113,8 +113,9 @@ class HireMLP(nn.Module):
         super().__init__()
         self.config = cfg
         self.num_classes = cfg.num_classes
+        # the stem's map is never small enough for the matmul path: it stays the released convolution
         self.stem = ConvNormAct(cfg.in_chans, cfg.embed_dims[0], cfg.stem_kernel, cfg.stem_stride,
-                                cfg.stem_padding)
+                                cfg.stem_padding, impl="reference")
         total = sum(cfg.depths)
         rates = [cfg.drop_path_rate * k / max(total - 1, 1) for k in range(total)]
         starts = [sum(cfg.depths[:i]) for i in range(cfg.num_stages)]

@@ -201,9 +201,10 @@ class HireMLPClassifier(pl.LightningModule):
         A bias is any 1-D parameter or one named ``*bias``: the inner-region MLP keeps its position bias as a
         ``(C, p)`` matrix (the released code's 1-D ``C*p`` conv bias), which must not be decayed either.
         """
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        no_decay = [p for n, p in named if p.ndim <= 1 or n.endswith("bias")]
-        decay = [p for n, p in named if not (p.ndim <= 1 or n.endswith("bias"))]
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 or name.endswith("bias") else decay).append(p)
         return [{"params": decay, "weight_decay": self.hparams.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0}]
 
