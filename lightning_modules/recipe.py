@@ -160,7 +160,8 @@ class Recipe:
 
     def differences(self, base: Recipe) -> dict[str, tuple[Any, Any]]:
         """``{field: (base value, this value)}`` for every field that differs from ``base``."""
-        return {n: (getattr(base, n), getattr(self, n)) for n in recipe_fields() if getattr(base, n) != getattr(self, n)}
+        return {n: (getattr(base, n), getattr(self, n)) for n in recipe_fields()
+                if getattr(base, n) != getattr(self, n)}
 
 
 def recipe_fields() -> tuple[str, ...]:

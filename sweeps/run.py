@@ -27,9 +27,9 @@ if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the 
 import optuna  # noqa: E402
 
 from ablations import STUDIES, Study, get_study  # noqa: E402
-from sweeps import cost, grid, results, tune, worker  # noqa: E402
 from lightning_modules.options import add_field_options, values_of  # noqa: E402
 from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
+from sweeps import cost, grid, results, tune, worker  # noqa: E402
 from sweeps.protocols import PROTOCOLS, default_protocol_name, get_protocol, with_overrides  # noqa: E402
 from sweeps.storage import StorageError, open_storage  # noqa: E402
 from sweeps.trainers import resolve_trainer  # noqa: E402
