@@ -2,9 +2,10 @@
 
 Everything here works on whole device-resident batches with per-image random choices and draws its randomness
 from the generators the loader passes in (seeded by trial seed and epoch), never from the global RNG, so every
-model variant trained with one seed sees the same augmented data stream. Nothing is read back to the host: per-image
-choices are masks, and an op is computed for the whole batch and kept where its mask is set (15 cheap ops on 32 px
-images cost less than one host sync on a GPU; ``benchmarks/augment.py`` measures the cost on a CPU).
+model variant trained with one seed sees the same augmented data stream. On a GPU nothing is read back to the host:
+per-image choices are masks, and each RandAugment op is computed for the whole batch and kept where its mask is set;
+on a CPU, where reading the choice costs nothing, each op runs only on the images that chose it
+(``benchmarks/augment.py`` measures the cost per batch).
 
 What follows timm 0.4.13 (the released script's library) and where it differs:
 
@@ -55,6 +56,55 @@ def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
     return torch.where(mask.view(-1, 1, 1, 1), a, b)
 
 
+def _autocontrast(x: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:
+    """PIL ``autocontrast`` (cutoff 0): each channel stretched to [0, 1]; a flat channel is left as it is."""
+    lo, hi = x.amin((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)
+    return torch.where(hi > lo, (x - lo) / (hi - lo).clamp_min(1e-12), x)
+
+
+def _posterize(x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    return kornia.enhance.posterize(x, (4 - torch.floor(level * 4)).long())  # timm: keep 4 - int(4 m) bits
+
+
+def _solarize(x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    threshold = (256 - torch.floor(level * 256)).view(-1, 1, 1, 1) / 255  # timm: 256 - int(256 m)
+    return torch.where(x >= threshold - 1e-6, 1.0 - x, x)
+
+
+def _solarize_add(x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    add = torch.floor(level * 110).view(-1, 1, 1, 1) / 255  # timm: + int(110 m) to the pixels below 128
+    return torch.where(x < 128 / 255, (x + add).clamp(max=1.0), x)
+
+
+def _factor(level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    return 1.0 + 0.9 * level * sign  # timm's *_increasing enhance factor: 1 +- 0.9 m
+
+
+def _color(x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    gray = kornia.color.rgb_to_grayscale(x)  # PIL 'L': 0.299 R + 0.587 G + 0.114 B
+    return torch.lerp(gray.expand_as(x), x, _factor(level, sign).view(-1, 1, 1, 1)).clamp(0, 1)
+
+
+def _contrast(x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    mean = torch.round(kornia.color.rgb_to_grayscale(x).mean((1, 2, 3), keepdim=True) * 255) / 255  # PIL rounds
+    return torch.lerp(mean.expand_as(x), x, _factor(level, sign).view(-1, 1, 1, 1)).clamp(0, 1)
+
+
+def _brightness(x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    return (x * _factor(level, sign).view(-1, 1, 1, 1)).clamp(0, 1)
+
+
+def _sharpness(x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    return kornia.enhance.sharpness(x, _factor(level, sign)).clamp(0, 1)  # PIL's 3x3 smoothing kernel
+
+
+_PIXEL_OPS = {
+    "auto_contrast": _autocontrast, "equalize": lambda x, *_: kornia.enhance.equalize(x),
+    "invert": lambda x, *_: 1.0 - x, "posterize": _posterize, "solarize": _solarize, "solarize_add": _solarize_add,
+    "color": _color, "contrast": _contrast, "brightness": _brightness, "sharpness": _sharpness,
+}
+
+
 class RandAugment:
     """timm's ``rand-m{magnitude}-mstd{magnitude_std}-inc1`` on float images in [0, 1], (B, 3, H, W).
 
@@ -83,34 +133,29 @@ class RandAugment:
             x = self.apply(x, op, level, sign)
         return x
 
-    def apply(self, x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
-        """Apply op ``op[i]`` (index into ``RANDAUG_OPS``; -1 = none) at ``level[i]`` in [0, 1] to image i."""
-        is_op = {name: op == k for k, name in enumerate(RANDAUG_OPS)}
-        x = self._geometric(x, op, level, sign, is_op)
+    def apply(self, x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor,
+              gather: bool | None = None) -> torch.Tensor:
+        """Apply op ``op[i]`` (index into ``RANDAUG_OPS``; -1 = none) at ``level[i]`` in [0, 1] to image i.
 
-        lo, hi = x.amin((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)  # PIL autocontrast, cutoff 0
-        stretched = torch.where(hi > lo, (x - lo) / (hi - lo).clamp_min(1e-12), x)
-        x = _where(is_op["auto_contrast"], stretched, x)
-        x = _where(is_op["equalize"], kornia.enhance.equalize(x), x)
-        x = _where(is_op["invert"], 1.0 - x, x)
-        bits = torch.where(is_op["posterize"], 4 - torch.floor(level * 4), 8.0).long()  # timm: 4 - int(4 m)
-        x = kornia.enhance.posterize(x, bits)
-        threshold = (256 - torch.floor(level * 256)).view(-1, 1, 1, 1) / 255  # timm: 256 - int(256 m)
-        x = _where(is_op["solarize"], torch.where(x >= threshold - 1e-6, 1.0 - x, x), x)
-        add = torch.floor(level * 110).view(-1, 1, 1, 1) / 255  # timm: +int(110 m) below 128
-        x = _where(is_op["solarize_add"], torch.where(x < 128 / 255, (x + add).clamp(max=1.0), x), x)
+        ``gather`` (default: on a CPU) runs each op on the images that chose it; otherwise (default on a GPU) every
+        op runs on the whole batch and is kept where chosen, because selecting by index would read the choice
+        back to the host. Both give the same images.
+        """
+        gather = x.device.type == "cpu" if gather is None else gather
+        x = x.clone() if gather else x
+        geometric = torch.zeros_like(op, dtype=torch.bool)
+        for k in (RANDAUG_OPS.index(name) for name in _GEOMETRIC):
+            geometric |= op == k
+        steps = [(geometric, self._geometric)] + [(op == RANDAUG_OPS.index(name), fn)
+                                                  for name, fn in _PIXEL_OPS.items()]
+        for mask, fn in steps:
+            if not gather:
+                x = _where(mask, fn(x, op, level, sign), x)
+            elif (idx := mask.nonzero()[:, 0]).numel():
+                x[idx] = fn(x[idx], op[idx], level[idx], sign[idx])
+        return x
 
-        factor = (1.0 + 0.9 * level * sign).view(-1, 1, 1, 1)  # timm's *_increasing: 1 +- 0.9 m
-        gray = kornia.color.rgb_to_grayscale(x)  # PIL 'L': 0.299 R + 0.587 G + 0.114 B
-        x = _where(is_op["color"], torch.lerp(gray.expand_as(x), x, factor).clamp(0, 1), x)
-        mean = torch.round(gray.mean((1, 2, 3), keepdim=True) * 255) / 255  # PIL: int(mean of L + 0.5)
-        x = _where(is_op["contrast"], torch.lerp(mean.expand_as(x), x, factor).clamp(0, 1), x)
-        x = _where(is_op["brightness"], (x * factor).clamp(0, 1), x)
-        sharp = torch.where(is_op["sharpness"], factor.view(-1), torch.ones_like(level))
-        return kornia.enhance.sharpness(x, sharp).clamp(0, 1)
-
-    def _geometric(self, x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor,
-                   is_op: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _geometric(self, x: torch.Tensor, op: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
         """All five geometric ops as one per-image affine warp (identity for the other images).
 
         Matrices map source to destination pixel indices (kornia's convention); PIL's affine data maps output
@@ -118,6 +163,7 @@ class RandAugment:
         """
         b, _, h, w = x.shape
         dev, dt = x.device, x.dtype
+        is_op = {name: op == RANDAUG_OPS.index(name) for name in _GEOMETRIC}
         m = torch.eye(3, device=dev, dtype=dt).repeat(b, 1, 1)
         shear = (0.3 * level * sign).to(dt)  # timm: shear factor 0.3 m
         m[:, 0, 1] = torch.where(is_op["shear_x"], -shear, 0.0)
@@ -132,12 +178,8 @@ class RandAugment:
         rot = kornia.geometry.transform.get_rotation_matrix2d(center, angle, torch.ones(b, 2, device=dev, dtype=dt))
         m[:, :2] = torch.where(is_op["rotate"].view(-1, 1, 1), rot, m[:, :2])
         fill = torch.tensor(self.fill, device=dev, dtype=dt)
-        warped = kornia.geometry.transform.warp_affine(x, m[:, :2], (h, w), mode="bilinear", padding_mode="fill",
-                                                       align_corners=True, fill_value=fill)
-        geometric = torch.zeros_like(is_op["rotate"])
-        for name in _GEOMETRIC:
-            geometric |= is_op[name]
-        return _where(geometric, warped, x)
+        return kornia.geometry.transform.warp_affine(x, m[:, :2], (h, w), mode="bilinear", padding_mode="fill",
+                                                     align_corners=True, fill_value=fill)
 
 
 def random_erase(x: torch.Tensor, prob: float, mode: str, gen: torch.Generator, attempts: int = 10) -> torch.Tensor:

@@ -62,9 +62,12 @@ class Protocol:
         if not devs:
             text += f"Recipe '{self.base_recipe}' unchanged"
         else:
-            text += f"Recipe '{self.base_recipe}' except " + "; ".join(
-                f"{k} {_fmt(new)} instead of {_fmt(old)} ({self.why.get(k, 'override')})"
-                for k, (old, new) in devs.items())
+            by_reason: dict[str, list[str]] = {}
+            for k, (old, new) in devs.items():
+                by_reason.setdefault(self.why.get(k, "override"), []).append(
+                    f"{k} {_fmt(new)} ({self.base_recipe} {_fmt(old)})")
+            text += f"Recipe '{self.base_recipe}' except: " + "; ".join(
+                f"{', '.join(changes)}: {why}" for why, changes in by_reason.items())
         return text + f". Trains with: {describe(self.recipe)}."
 
     def record(self) -> dict[str, Any]:

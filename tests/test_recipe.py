@@ -139,7 +139,8 @@ def test_protocol_descriptions_are_generated_from_the_fields() -> None:
             return f"{v:g}" if isinstance(v, float) else str(v)
 
         for field, (old, new) in devs.items():
-            assert f"{field} {fmt(new)} instead of {fmt(old)} ({p.why[field]})" in p.description
+            assert f"{field} {fmt(new)} ({p.base_recipe} {fmt(old)})" in p.description
+            assert p.why[field] in p.description
         assert describe(p.recipe) in p.description and f"Recipe '{p.base_recipe}'" in p.description
         assert "DeiT" not in p.description
     text = describe(get_protocol("cifar10").recipe)
@@ -150,7 +151,7 @@ def test_protocol_descriptions_are_generated_from_the_fields() -> None:
     for words in ("RandAugment", "erasing", "mixup", "repeated", "EMA", "warmup"):
         assert words not in smoke  # the smoke recipe turns them off, so its description does not name them
     variant = with_overrides(get_protocol("cifar10"), ema=0.999)
-    assert "ema 0.999 instead of 0 (override)" in variant.description and "EMA 0.999" in variant.description
+    assert "ema 0.999 (paper 0): override" in variant.description and "EMA 0.999" in variant.description
 
 
 def test_recipe_changes_make_a_new_study_and_off_knobs_keep_names() -> None:
@@ -205,6 +206,18 @@ def test_randaugment_picks_ops_per_image_with_timm_probabilities() -> None:
     counts = torch.bincount(op[op >= 0], minlength=len(RANDAUG_OPS)).float()
     assert counts.min() > 0.6 * counts.mean()  # all 15 ops, uniformly, chosen image by image
     assert torch.all(level == 0.9) and set(sign.tolist()) == {-1.0, 1.0}
+
+
+def test_randaugment_masked_path_equals_the_gathered_one() -> None:
+    """The GPU path (every op on the whole batch, kept where chosen) gives the CPU path's images."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 3, 32, 32, generator=g)
+    op = torch.randint(-1, len(RANDAUG_OPS), (64,), generator=g)
+    level, sign = torch.rand(64, generator=g), torch.where(torch.rand(64, generator=g) < 0.5, -1.0, 1.0)
+    ra = RandAugment(1, 9, 0.5)
+    gathered, masked = ra.apply(x, op, level, sign, gather=True), ra.apply(x, op, level, sign, gather=False)
+    assert torch.allclose(gathered, masked, atol=1e-5)
+    assert torch.equal(gathered[op == -1], x[op == -1]) and not torch.allclose(gathered[op >= 0], x[op >= 0])
 
 
 def _pil(x: torch.Tensor):
