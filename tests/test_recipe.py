@@ -492,3 +492,17 @@ def test_a_sweep_records_the_recipe_in_user_attrs_and_results_csv(tmp_path: Path
     (summary,) = optuna.get_all_study_summaries(open_storage(None, folder))
     trial = optuna.load_study(study_name=summary.study_name, storage=open_storage(None, folder)).trials[0]
     assert trial.user_attrs["recipe"] == get_protocol("smoke").recipe.replace(mixup=0.2, randaug_ops=1).to_flat()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_paper_augmentation_on_a_gpu_never_syncs_with_the_host() -> None:
+    x = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, device="cuda")
+    y = torch.randint(0, 10, (256,), device="cuda")
+    loader = GpuBatches(x, y, 64, train=True, mean=MEAN, std=STD, seed=0, recipe=PAPER)
+    next(iter(loader))  # first use: allocations, kernel loading
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        batches = list(loader)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(batches) == 4 and all(b[0].is_cuda for b in batches)
