@@ -52,7 +52,7 @@ def protocol_note(df: pd.DataFrame, protocol: str, size: int, epochs: int | None
     classes = _first(df, "cfg.num_classes")
     data = (str(dataset).upper().replace("CIFAR", "CIFAR-") if dataset
             else f"CIFAR-{int(float(classes))}" if classes is not None else "CIFAR")
-    epochs = _first(df, "protocol.epochs", "epochs_run") or epochs
+    epochs = _first(df, "recipe.epochs", "protocol.epochs", "epochs_run") or epochs
     sched = f"{float(epochs):.0f} epochs" if epochs else "a short schedule"
     return (f"ours: {data} at {size} px, {sched}, protocol '{protocol}'; paper: ImageNet-1k at 224 px, "
             "300 epochs, Hire-MLP-Small")

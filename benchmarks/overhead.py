@@ -73,18 +73,15 @@ class _Interleaved(pl.Callback):
         self._t0: float | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from lightning_modules.classifier import lr_lambda
-
-        h = pl_module.hparams
+        r = pl_module.recipe
         self.model = copy.deepcopy(pl_module.model).train()  # the same initial weights
         # the optimizer the module builds (same decay groups, fused kernel), over the copy's parameters
         own = dict(zip(map(id, pl_module.model.parameters()), self.model.parameters(), strict=True))
         groups = [{**g, "params": [own[id(p)] for p in g["params"]]} for g in pl_module.param_groups()]
-        self.opt = torch.optim.AdamW(groups, lr=h.lr, betas=(h.beta1, h.beta2), fused=True)
-        total = max(int(trainer.estimated_stepping_batches), 1)
-        warmup = int(round(h.warmup_epochs * total / max(trainer.max_epochs or 1, 1)))
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(total, warmup, h.min_lr_ratio))
-        self.smoothing = h.label_smoothing
+        self.opt = torch.optim.AdamW(groups, lr=r.peak_lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
+        per_epoch = max(int(trainer.estimated_stepping_batches), 1) / max(trainer.max_epochs or 1, 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: r.lr_at(step / per_epoch) / r.peak_lr)
+        self.smoothing = r.label_smoothing
         # the very batches Lightning's loader yields (same seed, epoch by epoch), made once, outside any timing
         loader = trainer.datamodule.batches("train", train=True)
         self.epochs = [list(loader) for _ in range(trainer.max_epochs)]
@@ -119,11 +116,12 @@ class _Interleaved(pl.Callback):
 
 def measure_loop(preset: str, data_dir: str, train_subset: int, batch_size: int, repeats: int) -> dict[str, Any]:
     """Seconds per training epoch of ``lightning_modules.run`` and of the bare loop (min over ``repeats``)."""
-    from lightning_modules import RunConfig, run
+    from lightning_modules import Recipe, RunConfig, run
 
     probe = _Interleaved()
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
-        cfg = RunConfig(preset=preset, data_dir=data_dir, epochs=repeats + 1, batch_size=batch_size,
+        cfg = RunConfig(preset=preset, data_dir=data_dir,
+                        recipe=Recipe(epochs=repeats + 1, batch_size=batch_size, label_smoothing=0.1),
                         train_subset=train_subset, val_size=0, eval_subset=batch_size, device="cpu",
                         run_dir=tmp)
         run(cfg, callbacks=[probe])

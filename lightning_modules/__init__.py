@@ -1,13 +1,47 @@
-"""CIFAR data (device-resident), the Hire-MLP LightningModule, and one training run (``run``)."""
+"""CIFAR data (device-resident), the Hire-MLP LightningModule, the training recipe, and one training run (``run``).
 
-from .cifar import SPECS, CifarArrays, DatasetError, UnofficialArchiveWarning, default_data_dir, load_cifar
-from .classifier import RECIPE_DEFAULTS, DivergedError, HireMLPClassifier
-from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule
-from .gpu_loader import GpuBatches
-from .run import EpochMetrics, RunConfig, run
+Names are imported on first use, so ``from lightning_modules.recipe import Recipe`` (what a sweep's command line
+needs to parse its options) does not pay for importing Lightning.
+"""
 
-__all__ = [
-    "CIFAR10DataModule", "CIFAR100DataModule", "CIFARDataModule", "CifarArrays", "DatasetError", "DivergedError",
-    "EpochMetrics", "GpuBatches", "HireMLPClassifier", "RECIPE_DEFAULTS", "RunConfig", "SPECS",
-    "UnofficialArchiveWarning", "default_data_dir", "load_cifar", "run",
-]
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+_WHERE = {
+    "SPECS": "cifar", "CifarArrays": "cifar", "DatasetError": "cifar", "UnofficialArchiveWarning": "cifar",
+    "default_data_dir": "cifar", "load_cifar": "cifar",
+    "DivergedError": "classifier", "HireMLPClassifier": "classifier",
+    "CIFAR10DataModule": "datamodule", "CIFAR100DataModule": "datamodule", "CIFARDataModule": "datamodule",
+    "GpuBatches": "gpu_loader",
+    "PAPER": "recipe", "RECIPES": "recipe", "Recipe": "recipe", "get_recipe": "recipe",
+    "EpochMetrics": "run", "RunConfig": "run", "run": "run",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'lightning_modules' has no attribute {name!r}")
+    module = importlib.import_module(f".{_WHERE[name]}", __name__)
+    for exported, where in _WHERE.items():
+        if where == _WHERE[name]:
+            globals()[exported] = getattr(module, exported)
+    return globals()[name]
+
+
+class _Package(types.ModuleType):
+    """Loading the submodule ``run`` must not replace the function ``run`` this package exports (as eager imports
+    in this file used to guarantee)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _WHERE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -9,6 +9,7 @@ divergence check.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -20,23 +21,14 @@ from torch import nn
 
 import hiremlp
 
-__all__ = ["RECIPE_DEFAULTS", "DivergedError", "HireMLPClassifier", "mix_batch"]
+from .recipe import Recipe, recipe_fields
 
-#: The training recipe: AdamW + linear warmup + per-step cosine, tuned for small MLPs on 32 px CIFAR.
-RECIPE_DEFAULTS: dict[str, Any] = dict(
-    lr=1e-3,  # peak AdamW lr at batch 256
-    weight_decay=0.05,  # decoupled; not applied to 1-D params (norm weights, biases)
-    beta1=0.9,
-    beta2=0.999,
-    warmup_epochs=5.0,  # linear warmup from ~0, then cosine to min_lr_ratio * lr, stepped every batch
-    min_lr_ratio=0.0,
-    label_smoothing=0.1,
-    mixup=0.0,  # Beta(a, a) mixup alpha; 0 = off
-    cutmix=0.0,  # Beta(a, a) cutmix alpha; 0 = off; with both on, each batch picks one at random
-    ema=0.0,  # EMA decay of the weights used for evaluation; 0 = off
-    channels_last=False,
-    compile=False,
-)
+__all__ = ["RUN_OPTIONS", "DivergedError", "HireMLPClassifier"]
+
+#: Hparams of the module that are not recipe fields: how the arithmetic runs, not what is trained.
+RUN_OPTIONS: dict[str, Any] = dict(channels_last=False, compile=False)
+#: Recipe fields the data side or the model config applies; the module does not keep them.
+_NOT_MODULE = ("drop_path",)
 
 _DIVERGENCE_CHECK_EVERY = 50  # steps; a host sync this rarely costs nothing
 
@@ -45,29 +37,9 @@ class DivergedError(RuntimeError):
     """The training loss became NaN or infinite; the sweep records the trial as failed with this message."""
 
 
-def mix_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup: float, cutmix: float,
-              smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixup or CutMix on a whole batch (one lambda per batch, timm's 'batch' mode); returns soft targets."""
-    target = F.one_hot(y, num_classes).float() * (1 - smoothing) + smoothing / num_classes
-    use_cutmix = cutmix > 0 and (mixup <= 0 or torch.rand(()).item() < 0.5)
-    alpha = cutmix if use_cutmix else mixup
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    perm = torch.arange(len(x) - 1, -1, -1, device=x.device)  # pair with the batch reversed (batch is shuffled)
-    if use_cutmix:
-        h, w = x.shape[-2:]
-        rh, rw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
-        y0, y1, x0, x1 = max(cy - rh // 2, 0), min(cy + rh // 2, h), max(cx - rw // 2, 0), min(cx + rw // 2, w)
-        x = x.clone()
-        x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
-        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)  # the area actually pasted
-    else:
-        x = x * lam + x[perm] * (1 - lam)
-    return x, target * lam + target[perm] * (1 - lam)
-
-
 class HireMLPClassifier(pl.LightningModule):
-    """Hire-MLP image classifier. Accepts the model's ``HireMLPConfig.to_flat()`` keys plus ``RECIPE_DEFAULTS``.
+    """Hire-MLP image classifier. Accepts the model's ``HireMLPConfig.to_flat()`` keys, ``Recipe`` fields (all but
+    ``drop_path``, which is the model's ``drop_path_rate``) and ``RUN_OPTIONS``; missing ones take their defaults.
 
     Logs per epoch: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (percent; the pruning callback
     reads ``val_acc``), ``lr``; after ``trainer.test``: ``test_loss``, ``test_acc``. Val/test loss is the plain
@@ -76,20 +48,18 @@ class HireMLPClassifier(pl.LightningModule):
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__()
-        recipe = {k: hparams.pop(k, v) for k, v in RECIPE_DEFAULTS.items()}
+        options = {k: hparams.pop(k, v) for k, v in RUN_OPTIONS.items()}
+        keep = [k for k in recipe_fields() if k not in _NOT_MODULE]
+        self.recipe = Recipe().replace(**{k: hparams.pop(k) for k in keep if k in hparams})  # validated there
         model_cfg = hiremlp.HireMLPConfig.from_flat(hparams)  # ValueError on unknown or bad keys
-        for k, v in recipe.items():
-            if not isinstance(v, (int, float, str, bool)):
-                raise ValueError(f"hparam {k}={v!r} must be a primitive (int, float, str, bool)")
-        if recipe["ema"] and not 0 < recipe["ema"] < 1:
-            raise ValueError(f"ema={recipe['ema']!r}: give a decay in (0, 1), or 0 to turn EMA off")
-        self.save_hyperparameters({**model_cfg.to_flat(), **recipe})
+        recipe = {k: v for k, v in dataclasses.asdict(self.recipe).items() if k in keep}
+        self.save_hyperparameters({**model_cfg.to_flat(), **recipe, **options})
         self.model = hiremlp.build_model(model_cfg)
-        if recipe["channels_last"]:
+        if options["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.ema_model = copy.deepcopy(self.model).requires_grad_(False).eval() if recipe["ema"] else None
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False).eval() if self.recipe.ema else None
         # compiled forward kept out of the module tree so state_dict keys stay those of the plain model
-        self.__dict__["_forward"] = torch.compile(self.model) if recipe["compile"] else self.model
+        self.__dict__["_forward"] = torch.compile(self.model) if options["compile"] else self.model
         self._sums: dict[str, torch.Tensor] = {}
         self.best_val_acc = float("nan")
 
@@ -125,19 +95,20 @@ class HireMLPClassifier(pl.LightningModule):
                                 f"(by step {self.global_step}, lr {self.current_lr():.3g})")
 
     def current_lr(self) -> float:
-        return self.optimizers().param_groups[0]["lr"] if self._trainer is not None else self.hparams.lr
+        return self.optimizers().param_groups[0]["lr"] if self._trainer is not None else self.recipe.lr_at(0)
 
     # ------------------------------------------------------------------------------------------ steps
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        h = self.hparams
-        if h.mixup > 0 or h.cutmix > 0:
-            x, target = mix_batch(x, y, self.model.config.num_classes, h.mixup, h.cutmix, h.label_smoothing)
-            logits = self._forward(x)
-            loss = F.cross_entropy(logits, target)
-        else:
-            logits = self._forward(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=h.label_smoothing)
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        """Cross-entropy with label smoothing; a mixed batch (x, y, partner, lam) is scored against
+        ``lam * y + (1 - lam) * partner`` (timm's mixed, smoothed soft targets: CE is linear in the target)."""
+        x, y = batch[0], batch[1]
+        logits = self._forward(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
+        if len(batch) == 4:
+            partner, lam = batch[2], float(batch[3])
+            if lam < 1.0:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, partner,
+                                                                label_smoothing=self.recipe.label_smoothing)
         self._accumulate("train", loss, logits, y)
         return loss
 
@@ -151,7 +122,7 @@ class HireMLPClassifier(pl.LightningModule):
     def _update_ema(self) -> None:
         # warm the decay up (timm/airbench style) so short runs are not dominated by the initial weights
         step = self.global_step
-        decay = min(self.hparams.ema, (1 + step) / (10 + step))
+        decay = min(self.recipe.ema, (1 + step) / (10 + step))
         for e, p in zip(self.ema_model.parameters(), self.model.parameters(), strict=True):
             e.lerp_(p.detach(), 1 - decay)
         for e, b in zip(self.ema_model.buffers(), self.model.buffers(), strict=True):
@@ -205,21 +176,23 @@ class HireMLPClassifier(pl.LightningModule):
         for name, p in self.model.named_parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 or name.endswith("bias") else decay).append(p)
-        return [{"params": decay, "weight_decay": self.hparams.weight_decay},
+        return [{"params": decay, "weight_decay": self.recipe.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0}]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        h = self.hparams
+        """The recipe's optimiser at its peak lr, and its schedule (``Recipe.lr_at``) stepped every batch."""
+        r = self.recipe
         # one fused kernel per step instead of a dozen ops per tensor (CPU and CUDA both have it)
         fused = self.device.type in ("cpu", "cuda") or None
-        opt = torch.optim.AdamW(self.param_groups(), lr=h.lr, betas=(h.beta1, h.beta2), fused=fused)
+        peak = r.peak_lr
+        if r.optimizer == "sgd":
+            opt = torch.optim.SGD(self.param_groups(), lr=peak, momentum=0.9, nesterov=True, fused=fused)
+        else:
+            opt = torch.optim.AdamW(self.param_groups(), lr=peak, betas=(0.9, 0.999), eps=1e-8, fused=fused)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        epochs = max(self.trainer.max_epochs or 1, 1)
-        warmup = int(round(h.warmup_epochs * total / epochs))
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, warmup,
-                                                                                             h.min_lr_ratio)),
-                                 "interval": "step"}}
+        steps_per_epoch = total / max(self.trainer.max_epochs or 1, 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: r.lr_at(step / steps_per_epoch) / peak)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -239,15 +212,3 @@ class HireMLPClassifier(pl.LightningModule):
         finally:
             model.train(was_training)
         return {"loss": loss_sum / max(n, 1), "acc": 100.0 * correct / max(n, 1)}
-
-
-def lr_lambda(total: int, warmup: int, min_ratio: float):
-    """Multiplier of the peak lr at each step: linear warmup to 1, then cosine down to ``min_ratio``."""
-
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = min((step - warmup) / max(total - warmup, 1), 1.0)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return f

@@ -11,6 +11,7 @@ import torch
 
 from .cifar import SPECS, CifarArrays, default_data_dir, download, load_cifar
 from .gpu_loader import GpuBatches
+from .recipe import Recipe
 
 __all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "CIFARDataModule", "balanced_subset", "resolve_device"]
 
@@ -45,9 +46,12 @@ def balanced_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
 class CIFARDataModule(pl.LightningDataModule):
     """Train/val/test splits of one CIFAR dataset as ``GpuBatches`` on ``device``.
 
-    ``val_size`` images are held out of the official training set (class-balanced, seeded) for model
-    selection and pruning; the official test set is only used for the final report. ``train_subset`` and
-    ``eval_subset`` shrink the train and the val/test splits (class-balanced, seeded) for smoke runs.
+    ``val_size`` images are held out of the official training set (class-balanced) for model selection and
+    pruning; the official test set is only used for the final report. ``train_subset`` and ``eval_subset`` shrink
+    the train and the val/test splits (class-balanced) for smoke runs. The evaluation images (the validation split
+    and both eval subsets) are drawn with ``data_seed`` alone, so every trial of a study, whatever its ``seed``,
+    is scored on the same images and rows can be compared pairwise; ``seed`` draws the training subset and drives
+    the order and augmentation of the training batches. ``recipe`` supplies the training loader's augmentation.
     """
 
     dataset: str = ""
@@ -57,13 +61,15 @@ class CIFARDataModule(pl.LightningDataModule):
     def __init__(self, data_dir: str | os.PathLike | None = None, batch_size: int = 256, val_size: int = 5000,
                  train_subset: int | None = None, eval_subset: int | None = None, seed: int = 0,
                  device: str | torch.device = "auto", download: bool = False, eval_batch_size: int | None = None,
-                 channels_last: bool = False, pad: int = 4, flip: bool = True) -> None:
+                 channels_last: bool = False, pad: int = 4, flip: bool = True, data_seed: int = 0,
+                 recipe: Recipe | None = None) -> None:
         super().__init__()
         if batch_size < 1 or val_size < 0 or (train_subset is not None and train_subset < 1) \
                 or (eval_subset is not None and eval_subset < 1):
             raise ValueError("batch_size, train_subset and eval_subset must be >= 1 and val_size >= 0")
         self.data_dir = data_dir
-        self.batch_size, self.val_size, self.seed = batch_size, val_size, seed
+        self.batch_size, self.val_size, self.seed, self.data_seed = batch_size, val_size, seed, data_seed
+        self.recipe = recipe
         self.train_subset, self.eval_subset = train_subset, eval_subset
         self.device = resolve_device(device)
         self.download, self.channels_last, self.pad, self.flip = download, channels_last, pad, flip
@@ -94,19 +100,19 @@ class CIFARDataModule(pl.LightningDataModule):
             return
         a = self.load()
         self.classes = a.classes
-        rng = np.random.default_rng(self.seed)
+        eval_rng, train_rng = np.random.default_rng(self.data_seed), np.random.default_rng(self.seed)
         if self.val_size > len(a.train_y) - self.num_classes:
             raise ValueError(f"val_size {self.val_size} leaves too few of {len(a.train_y)} training images")
-        val_idx = balanced_subset(a.train_y, self.val_size, rng) if self.val_size else np.zeros(0, np.int64)
-        train_idx = np.setdiff1d(np.arange(len(a.train_y)), val_idx)
-        if self.train_subset is not None and self.train_subset < len(train_idx):
-            train_idx = train_idx[balanced_subset(a.train_y[train_idx], self.train_subset, rng)]
-        test_idx = np.arange(len(a.test_y))
+        held_out = balanced_subset(a.train_y, self.val_size, eval_rng) if self.val_size else np.zeros(0, np.int64)
+        train_idx = np.setdiff1d(np.arange(len(a.train_y)), held_out)  # all of it stays out of training
+        val_idx, test_idx = held_out, np.arange(len(a.test_y))
         if self.eval_subset is not None:
             if self.eval_subset < len(val_idx):
-                val_idx = val_idx[balanced_subset(a.train_y[val_idx], self.eval_subset, rng)]
+                val_idx = val_idx[balanced_subset(a.train_y[val_idx], self.eval_subset, eval_rng)]
             if self.eval_subset < len(test_idx):
-                test_idx = balanced_subset(a.test_y, self.eval_subset, rng)
+                test_idx = balanced_subset(a.test_y, self.eval_subset, eval_rng)
+        if self.train_subset is not None and self.train_subset < len(train_idx):
+            train_idx = train_idx[balanced_subset(a.train_y[train_idx], self.train_subset, train_rng)]
 
         def put(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device), torch.from_numpy(y).to(self.device)
@@ -120,7 +126,7 @@ class CIFARDataModule(pl.LightningDataModule):
         x, y = self.splits[split]
         return GpuBatches(x, y, self.batch_size if train else self.eval_batch_size, train=train, mean=self.mean,
                           std=self.std, seed=self.seed, pad=self.pad, flip=self.flip,
-                          channels_last=self.channels_last, size=size)
+                          channels_last=self.channels_last, size=size, recipe=self.recipe if train else None)
 
     def train_dataloader(self) -> GpuBatches:
         if not hasattr(self, "_train"):  # one object for the whole fit, so its epoch counter advances

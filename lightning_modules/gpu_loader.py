@@ -2,8 +2,9 @@
 
 The whole split lives on the training device as one uint8 tensor; a batch is an index into it. Random crop
 (reflect padding) and horizontal flip are one gather per batch: the crop offsets and the flip are folded into
-the row/column indices, so there is no padded copy, no per-image Python and no DataLoader worker. The
-shuffling/augmentation generator is seeded from (seed, epoch) and lives apart from the global RNG, so every
+the row/column indices, so there is no padded copy, no per-image Python and no DataLoader worker. The recipe's
+RandAugment, random erasing, mixup/CutMix and repeated augmentation (``augment.py``) run on the batch after that.
+The shuffling/augmentation generators are seeded from (seed, epoch) and live apart from the global RNG, so every
 model variant with the same seed sees exactly the same data stream.
 """
 
@@ -12,8 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .augment import RandAugment, mix_batch, random_erase, repeated_order
+from .recipe import Recipe
 
 __all__ = ["GpuBatches", "augment_indices"]
 
@@ -40,25 +45,35 @@ def augment_indices(b: int, h: int, w: int, pad: int, flip: bool, gen: torch.Gen
 class GpuBatches:
     """Iterable of (images float (B, 3, S, S) normalised, labels int64 (B,)) over tensors on one device.
 
+    A training loader whose ``recipe`` mixes yields (images, labels, labels of the mixing partner, lambda): the
+    target of image i is ``lam * labels[i] + (1 - lam) * partner[i]``.
+
     Args:
         images: uint8 (N, 3, H, W) on the target device.
         labels: int64 (N,) on the same device.
         train: shuffle + augment (crop with ``pad`` reflect padding, flip) and drop the last partial batch.
         size: resize every batch to ``size`` x ``size`` (bilinear, antialiased) after normalising, for
             evaluation at other input sizes.
+        recipe: the training recipe whose data-side knobs (RandAugment, random erasing, mixup/CutMix, repeated
+            augmentation) a training loader applies; None: crop and flip only.
     """
 
     interpolation = "bilinear(antialias=True, align_corners=False)"
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool,
                  mean: tuple[float, ...], std: tuple[float, ...], seed: int = 0, pad: int = 4,
-                 flip: bool = True, channels_last: bool = False, size: int | None = None) -> None:
+                 flip: bool = True, channels_last: bool = False, size: int | None = None,
+                 recipe: Recipe | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         self.images, self.labels = images, labels
         self.batch_size, self.train, self.seed, self.pad, self.flip = batch_size, train, seed, pad, flip
         self.channels_last, self.size = channels_last, size
+        self.recipe = recipe if train else None
         dev = images.device
+        fill = tuple(float(m) for m in mean)  # geometric ops fill with the dataset mean, as timm's img_mean
+        self.randaug = (RandAugment(recipe.randaug_ops, recipe.randaug_magnitude, recipe.randaug_magnitude_std,
+                                    fill) if self.recipe is not None and recipe.randaug_ops else None)
         self.mean = torch.tensor(mean, device=dev).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=dev).view(1, -1, 1, 1) * 255
         self.epoch = 0  # advanced by each __iter__ of a training loader
@@ -71,8 +86,12 @@ class GpuBatches:
         n = len(self.labels)
         return n // self.batch_size if self.train and n >= self.batch_size else math.ceil(n / self.batch_size)
 
-    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+    def _finish(self, x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        if self.randaug is not None:
+            x = self.randaug(x.float() / 255, gen) * 255
         x = (x.float() - self.mean) / self.std
+        if self.recipe is not None and self.recipe.erase_prob > 0:
+            x = random_erase(x, self.recipe.erase_prob, self.recipe.erase_mode, gen)
         if self.size is not None and self.size != x.shape[-1]:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -85,12 +104,20 @@ class GpuBatches:
             return
         gen = torch.Generator(device=dev)
         gen.manual_seed(self.seed * 1_000_003 + self.epoch)
+        host_rng = np.random.default_rng([self.seed, self.epoch])  # per-batch scalars (mixup), as timm's
         self.epoch += 1
-        order = torch.randperm(n, generator=gen, device=dev)
+        r = self.recipe
+        order = repeated_order(n, r.repeated_aug if r is not None else 1, gen, dev)
         _, c, h, w = self.images.shape
         ch = torch.arange(c, device=dev).view(1, c, 1, 1)
         for k in range(len(self)):
             idx = order[k * bs:(k + 1) * bs]
             rows, cols = augment_indices(len(idx), h, w, self.pad, self.flip, gen, dev)
-            x = self.images[idx.view(-1, 1, 1, 1), ch, rows[:, None, :, None], cols[:, None, None, :]]
-            yield self._finish(x), self.labels[idx]
+            x = self._finish(self.images[idx.view(-1, 1, 1, 1), ch, rows[:, None, :, None], cols[:, None, None, :]],
+                             gen)
+            y = self.labels[idx]
+            if r is not None and r.mixes:
+                x, lam = mix_batch(x, host_rng, r.mixup, r.cutmix, r.mix_prob, r.mix_switch_prob)
+                yield x, y, y.flip(0), lam
+            else:
+                yield x, y

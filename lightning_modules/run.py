@@ -28,9 +28,10 @@ import torch
 import hiremlp
 
 from .cifar import SPECS
-from .classifier import RECIPE_DEFAULTS, HireMLPClassifier
+from .classifier import HireMLPClassifier
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
 from .gpu_loader import GpuBatches
+from .recipe import PAPER, Recipe
 
 __all__ = ["DATAMODULES", "EpochMetrics", "RunConfig", "default_run_dir", "run"]
 
@@ -40,26 +41,22 @@ METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr
 
 @dataclass
 class RunConfig:
-    """Everything one run depends on. Defaults: a CIFAR recipe for small MLPs (AdamW, warmup+cosine, LS 0.1)."""
+    """Everything one run depends on: the model, the data budget, the training ``recipe``, the seeds, the device.
+
+    ``seed`` drives initialisation, the training subset, batch order and augmentation; ``data_seed`` alone picks the
+    evaluation images (validation split, eval subsets), so runs with different seeds are scored on the same images.
+    """
 
     preset: str = "cifar_tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)  # HireMLPConfig fields
     dataset: str = "cifar10"  # 'cifar10' | 'cifar100'
     data_dir: str | None = None  # None: $HIREMLP_DATA, else ~/.cache/hiremlp/data
     download: bool = False
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 5.0
-    label_smoothing: float = 0.1
-    drop_path: float | None = None  # None keeps the preset's drop_path_rate
-    mixup: float = 0.0  # alpha, 0 = off
-    cutmix: float = 0.0  # alpha, 0 = off
-    ema: float = 0.0  # decay, 0 = off
+    recipe: Recipe = PAPER  # the released training script's recipe
     train_subset: int | None = None
     val_size: int = 5000
     eval_subset: int | None = None
+    data_seed: int = 0
     seed: int = 0
     device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
     precision: str = "auto"  # 'auto' (bf16-mixed on GPU, 32 on CPU) | '32' | 'bf16-mixed'
@@ -79,20 +76,14 @@ class RunConfig:
             raise ValueError(f"precision={self.precision!r}: expected auto, 32 or bf16-mixed")
         if self.channels_last not in ("auto", True, False):
             raise ValueError(f"channels_last={self.channels_last!r}: expected auto, true or false")
-        if isinstance(self.eval_sizes, str):
-            self.eval_sizes = tuple(int(s) for s in self.eval_sizes.replace(" ", "").split(",") if s)
+        if not isinstance(self.recipe, Recipe):
+            raise ValueError(f"recipe={self.recipe!r}: expected a lightning_modules.Recipe")
         self.eval_sizes = tuple(int(s) for s in self.eval_sizes)
-        for name, ok, rule in (("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
-                               ("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
-                               ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
-                               ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
-                               ("mixup", self.mixup >= 0, ">= 0 (0 = off)"),
-                               ("cutmix", self.cutmix >= 0, ">= 0 (0 = off)"),
-                               ("ema", 0 <= self.ema < 1, "a decay in [0, 1) (0 = off)"),
-                               ("val_size", self.val_size >= 0, ">= 0")):
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r}: must be {rule}")
-        if self.drop_path is not None and "drop_path_rate" in self.model_overrides:
+        for name, minimum in (("val_size", 0), ("train_subset", 1), ("eval_subset", 1)):
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ValueError(f"{name}={value!r} is not allowed: an integer >= {minimum}")
+        if self.recipe.drop_path is not None and "drop_path_rate" in self.model_overrides:
             raise ValueError("give drop_path or model_overrides['drop_path_rate'], not both")
         if any(s < 1 for s in self.eval_sizes):
             raise ValueError(f"eval_sizes={self.eval_sizes!r}: sizes must be >= 1")
@@ -100,8 +91,8 @@ class RunConfig:
     def model_config(self, num_classes: int) -> hiremlp.HireMLPConfig:
         """The preset with ``model_overrides`` (and ``drop_path``) applied; ValueError on bad fields."""
         overrides = dict(self.model_overrides)
-        if self.drop_path is not None:
-            overrides["drop_path_rate"] = self.drop_path
+        if self.recipe.drop_path is not None:
+            overrides["drop_path_rate"] = self.recipe.drop_path
         return hiremlp.get_config(self.preset, **{**overrides, "num_classes": num_classes})
 
     def resolved(self) -> dict[str, Any]:
@@ -218,10 +209,8 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
         raise ValueError("device='cuda' but no CUDA device is available")
     run_dir = Path(cfg.run_dir or default_run_dir())
     run_dir.mkdir(parents=True, exist_ok=True)
-    hparams = {**model_cfg.to_flat(), **RECIPE_DEFAULTS, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-               "warmup_epochs": float(cfg.warmup_epochs), "label_smoothing": cfg.label_smoothing,
-               "mixup": cfg.mixup, "cutmix": cfg.cutmix, "ema": cfg.ema,
-               "channels_last": res["channels_last"], "compile": cfg.compile}
+    recipe = {k: v for k, v in cfg.recipe.to_flat().items() if k != "drop_path"}  # that one is in the model
+    hparams = {**model_cfg.to_flat(), **recipe, "channels_last": res["channels_last"], "compile": cfg.compile}
     _write_json(run_dir / "config.json", {"run": {**dataclasses.asdict(cfg), "run_dir": str(run_dir)},
                                           "resolved": res, "model": model_cfg.to_flat(), "hparams": hparams})
 
@@ -230,9 +219,10 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        dm = dm_cls(data_dir=cfg.data_dir, batch_size=cfg.batch_size, val_size=cfg.val_size,
-                    train_subset=cfg.train_subset, eval_subset=cfg.eval_subset, seed=cfg.seed, device=device,
-                    download=cfg.download, channels_last=res["channels_last"])
+        dm = dm_cls(data_dir=cfg.data_dir, batch_size=cfg.recipe.batch_size, val_size=cfg.val_size,
+                    train_subset=cfg.train_subset, eval_subset=cfg.eval_subset, seed=cfg.seed,
+                    data_seed=cfg.data_seed, device=device, download=cfg.download,
+                    channels_last=res["channels_last"], recipe=cfg.recipe)
         dm.prepare_data()
         dm.setup("fit")
         module = HireMLPClassifier(**hparams)
@@ -241,7 +231,7 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
             accelerator="gpu" if device.type == "cuda" else "cpu",
             devices=[device.index or 0] if device.type == "cuda" else 1,
             precision="bf16-mixed" if res["precision"] == "bf16-mixed" else "32-true",
-            max_epochs=cfg.epochs, logger=False, enable_checkpointing=False, enable_model_summary=False,
+            max_epochs=cfg.recipe.total_epochs, logger=False, enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=cfg.progress, num_sanity_val_steps=0, log_every_n_steps=1_000_000,
             limit_val_batches=None if cfg.val_size else 0, callbacks=[metrics, *callbacks],
             default_root_dir=str(run_dir),

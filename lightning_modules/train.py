@@ -1,7 +1,8 @@
 """Command line for one run: ``python -m lightning_modules.train --preset cifar_tiny --epochs 100 --padding zero``.
 
-Every ``RunConfig`` field and every ``HireMLPConfig`` field is an option (``--field-name value``); model fields
-are passed through as strings, which ``HireMLPConfig`` parses and validates ("4,3,3,2", "4x2,3,3,2", "h,w").
+Every ``RunConfig`` field, every ``Recipe`` field (over the base ``--recipe``, default ``paper``) and every
+``HireMLPConfig`` field is an option (``--field-name value``); model fields are passed through as strings, which
+``HireMLPConfig`` parses and validates ("4,3,3,2", "4x2,3,3,2", "h,w").
 Bad input gives one line on stderr and exit status 2, never a traceback.
 """
 
@@ -11,14 +12,16 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import hiremlp
 
 from .classifier import DivergedError
+from .options import add_field_options, parse_bool, values_of
+from .recipe import RECIPES, Recipe, get_recipe, recipe_fields
 from .run import RunConfig, default_run_dir, run
 
-_RUN_ONLY = {"model_overrides"}
+_RUN_ONLY = {"model_overrides", "recipe"}
 _MODEL_SKIP = {"num_classes"}  # follows the dataset
 
 
@@ -27,55 +30,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _optional_int(text: str) -> int | None:
-    return None if text.strip().lower() in ("", "none", "all") else int(text)
-
-
-def _optional_float(text: str) -> float | None:
-    return None if text.strip().lower() in ("", "none") else float(text)
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.replace(" ", "").split(",") if s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 24,28,32, got {text!r}") from None
-
-
-def _auto_bool(text: str) -> bool | str:
-    return "auto" if text.strip().lower() == "auto" else _bool(text)
-
-
-_RUN_TYPES: dict[str, Any] = {
-    "train_subset": _optional_int, "eval_subset": _optional_int, "data_dir": str, "run_dir": str,
-    "drop_path": _optional_float, "eval_sizes": _sizes, "channels_last": _auto_bool,
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m lightning_modules.train", description="Train one Hire-MLP on CIFAR.",
                 allow_abbrev=False)
-    defaults = RunConfig()
-    run_group = p.add_argument_group("run / recipe")
-    for f in dataclasses.fields(RunConfig):
-        if f.name in _RUN_ONLY:
-            continue
-        default = getattr(defaults, f.name)
-        kind = _RUN_TYPES.get(f.name) or (_bool if isinstance(default, bool) else type(default))
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "progress":
-            run_group.add_argument(flag, type=_bool, default=True, help="progress bar (default true)")
-            continue
-        run_group.add_argument(flag, type=kind, default=default, help=f"default {default!r}")
+    run_group = p.add_argument_group("run")
+    add_field_options(run_group, RunConfig, skip=_RUN_ONLY | {"progress"}, defaults=True)
+    run_group.add_argument("--progress", type=parse_bool, default=True, help="progress bar (default true)")
+    recipe_group = p.add_argument_group("recipe (each option overrides one field of --recipe)")
+    recipe_group.add_argument("--recipe", default="paper",
+                              help=f"the base recipe: {', '.join(RECIPES)} (default 'paper')")
+    add_field_options(recipe_group, Recipe, dest_prefix="recipe.")
     model_group = p.add_argument_group("model (HireMLPConfig fields, default: the preset's)")
     for f in dataclasses.fields(hiremlp.HireMLPConfig):
         if f.name not in _MODEL_SKIP:
@@ -84,11 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> RunConfig:
-    args = vars(build_parser().parse_args(argv))
-    overrides = {k.removeprefix("model."): v for k, v in args.items() if k.startswith("model.") and v is not None}
-    fields = {k: v for k, v in args.items() if not k.startswith("model.")}
+    args = build_parser().parse_args(argv)
+    ns = vars(args)
+    overrides = {k.removeprefix("model."): v for k, v in ns.items() if k.startswith("model.") and v is not None}
+    recipe = get_recipe(ns.pop("recipe")).replace(**values_of(args, recipe_fields(), "recipe."))
+    fields = {k: v for k, v in ns.items() if not k.startswith(("model.", "recipe."))}
     fields["run_dir"] = fields["run_dir"] or default_run_dir()
-    return RunConfig(**fields, model_overrides=overrides)
+    return RunConfig(**fields, recipe=recipe, model_overrides=overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -80,7 +80,8 @@ def estimate(study: Study, protocol: Protocol, rows: list[str], seeds: int, eval
     n_val = protocol.eval_subset or protocol.val_size
     n_test = protocol.eval_subset or TEST_IMAGES
     size_factor = 1 + sum((s / 32) ** 2 for s in eval_sizes if s != 32)
-    per_run = {label: (3 * m * n_train * protocol.epochs + m * n_val * protocol.epochs + m * n_test * size_factor)
+    epochs = protocol.recipe.total_epochs
+    per_run = {label: (3 * m * n_train * epochs + m * n_val * epochs + m * n_test * size_factor)
                if m else 0.0 for label, m in macs.items()}
     runs = {label: seeds for label in rows} if study.kind == "table" else {rows[0]: n_trials}
     total = sum(per_run[label] * k for label, k in runs.items())
@@ -90,7 +91,7 @@ def estimate(study: Study, protocol: Protocol, rows: list[str], seeds: int, eval
     known = [label for label in rows if macs[label]]
     if measure and known and (kind == "cpu" or cuda):
         device = kind
-        batch = min(protocol.batch_size, 16) if device == "cpu" else protocol.batch_size
+        batch = min(protocol.recipe.batch_size, 16) if device == "cpu" else protocol.recipe.batch_size
         ips = _measure(_build(study, protocol, known[0]), device, batch)
         rate = 3 * macs[known[0]] * ips
         note = (f"measured here: {ips:,.0f} train images/s for row {known[0]!r} on {device} (batch {batch}, fp32, "

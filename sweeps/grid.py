@@ -46,16 +46,13 @@ def cells(rows: Sequence[str], seeds: int) -> list[Cell]:
 def spec(study: Study, protocol: Protocol) -> dict:
     """What a cell *means*: the row definitions and the recipe. Which rows or how many seeds run is not in it,
     so `--rows` and `--seeds` extend one study, while an edited row or recipe starts a new one."""
-    recipe = {k: v for k, v in dataclasses.asdict(protocol).items() if k not in ("description", "device")}
-    if recipe["precision"] == "auto":  # the default leaves the names of studies made before the field unchanged
-        del recipe["precision"]
     out = {
         "study": study.name,
         "kind": study.kind,
         "base_preset": study.base_preset or protocol.preset,
         "rows": {r.label: dict(r.overrides) for r in study.rows},
         "eval_sizes": list(study.eval_sizes),
-        "protocol": recipe,
+        "protocol": protocol.spec(),
     }
     if study.kind == "tune":
         out["search_space"] = {k: dataclasses.asdict(p) for k, p in study.search_space.items()}

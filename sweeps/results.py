@@ -88,6 +88,8 @@ def result_row(trial: FrozenTrial, study: str, protocol: str) -> dict:
     for key, value in (a.get("protocol") or {}).items():
         if key != "description":
             row[f"protocol.{key}"] = value
+    for key, value in (a.get("recipe") or {}).items():
+        row[f"recipe.{key}"] = value
     for key, value in trial.params.items():
         if key not in ("row", "seed"):
             row[f"hp.{key}"] = value

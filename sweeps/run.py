@@ -27,6 +27,8 @@ if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the 
 import optuna  # noqa: E402
 
 from ablations import STUDIES, Study, get_study  # noqa: E402
+from lightning_modules.options import add_field_options, values_of  # noqa: E402
+from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
 from sweeps import cost, grid, results, tune, worker  # noqa: E402
 from sweeps.protocols import PROTOCOLS, default_protocol_name, get_protocol, with_overrides  # noqa: E402
 from sweeps.storage import StorageError, open_storage  # noqa: E402
@@ -54,13 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: $HIREMLP_DATA, ...)")
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a cost estimate, run nothing")
-    g = p.add_argument_group("protocol overrides (a changed recipe is a new Optuna study)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--weight-decay", type=float)
+    g = p.add_argument_group("recipe overrides (each sets one field of the protocol's recipe; a changed recipe is "
+                             "a new Optuna study)")
+    add_field_options(g, Recipe)
+    g = p.add_argument_group("data overrides (a changed budget is a new Optuna study)")
     g.add_argument("--train-subset", type=int)
     g.add_argument("--eval-subset", type=int)
+    g.add_argument("--data-seed", type=int, help="seed of the evaluation images (default: the protocol's, 0)")
     g.add_argument("--eval-sizes", help="extra test sizes, e.g. 24,28,32 (default: the study's)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--precision", choices=("auto", "32", "bf16-mixed"),
@@ -108,13 +110,12 @@ def resolve(args: argparse.Namespace):
         protocol = get_protocol(name)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    protocol = with_overrides(protocol, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                              weight_decay=args.weight_decay, train_subset=args.train_subset,
-                              eval_subset=args.eval_subset, device=args.device, precision=args.precision)
-    for field in ("epochs", "batch_size", "train_subset", "eval_subset"):
-        value = getattr(protocol, field)
-        if value is not None and value < 1:
-            raise UsageError(f"--{field.replace('_', '-')} must be >= 1, got {value}")
+    try:
+        protocol = with_overrides(protocol, **values_of(args, recipe_fields()), train_subset=args.train_subset,
+                                  eval_subset=args.eval_subset, data_seed=args.data_seed, device=args.device,
+                                  precision=args.precision)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     rows = study.labels
     if args.rows:
         rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -187,7 +188,8 @@ def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_t
         print(f"{label:16s} {n or 0:>10,d} {(m or 0) / 1e6:>9.1f}M  {dict(study.row(label).overrides)}"
               + ("" if m else "  (does not build)"))
     n_train = protocol.train_subset or cost.TRAIN_IMAGES[protocol.dataset] - protocol.val_size
-    print(f"cost: {est.total_macs:.3g} MACs = 3 x MACs/img x {n_train:,} train images x {protocol.epochs} epochs "
+    epochs = protocol.recipe.total_epochs
+    print(f"cost: {est.total_macs:.3g} MACs = 3 x MACs/img x {n_train:,} train images x {epochs} epochs "
           f"(+ 1 x for validation and test{', sizes ' + ','.join(map(str, eval_sizes)) if eval_sizes else ''}), "
           f"summed over the trials")
     print(f"time: ~{cost.human_time(est.seconds)} of one device (rough: {est.throughput_note}; data loading and "
@@ -287,7 +289,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     storage = open_storage(args.storage, folder)
     ostudy = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
                                  sampler=tune.make_sampler(study, seed=0),
-                                 pruner=tune.make_pruner(study, protocol.epochs))
+                                 pruner=tune.make_pruner(study, protocol.recipe.total_epochs))
     if ostudy.user_attrs.get("spec") != spec:
         ostudy.set_user_attr("spec", spec)
     sweep = worker.Sweep(study=study, protocol=protocol, ostudy=ostudy, folder=folder,

@@ -3,7 +3,6 @@ in milliseconds. Any `module:function` with the same signature can be passed wit
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib
 import json
@@ -11,7 +10,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +22,7 @@ Trainer = Callable[["TrialJob", Sequence[Any]], dict]
 
 @dataclass(frozen=True)
 class TrialJob:
-    """One training run, fully specified: the protocol with this trial's hyperparameters applied."""
+    """One training run, fully specified: the protocol (its recipe with this trial's hyperparameters applied)."""
 
     study: str
     row: str
@@ -35,27 +34,21 @@ class TrialJob:
     eval_sizes: tuple[int, ...] = ()
     data_dir: Path | None = None
     download: bool = False
-    extra: dict = field(default_factory=dict)  # tune hyperparameters that are not protocol fields
 
 
 def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
-    """Map a job onto `lightning_modules.RunConfig` (by field name, so a renamed field fails loudly) and run it."""
+    """Run the job through `lightning_modules.run`."""
     from lightning_modules import RunConfig, run
 
     p = job.protocol
-    wanted = {
-        "preset": job.preset, "model_overrides": dict(job.overrides), "dataset": p.dataset, "epochs": p.epochs,
-        "batch_size": p.batch_size, "lr": p.lr, "weight_decay": p.weight_decay, "warmup_epochs": p.warmup_epochs,
-        "label_smoothing": p.label_smoothing, "drop_path": p.drop_path, "train_subset": p.train_subset,
-        "eval_subset": p.eval_subset, "val_size": p.val_size, "seed": job.seed, "run_dir": str(job.run_dir),
-        "eval_sizes": tuple(job.eval_sizes), "data_dir": str(job.data_dir) if job.data_dir else None,
-        "download": job.download, "device": p.device, "precision": p.precision, **job.extra,
-    }
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    missing = sorted(k for k, v in wanted.items() if k not in names and v not in (None, (), {}, False))
-    if missing:
-        raise TypeError(f"RunConfig has no field(s) {missing}; update sweeps.trainers.lightning_trainer")
-    return run(RunConfig(**{k: v for k, v in wanted.items() if k in names}), callbacks=callbacks)
+    cfg = RunConfig(
+        preset=job.preset, model_overrides=dict(job.overrides), dataset=p.dataset, recipe=p.recipe,
+        train_subset=p.train_subset, eval_subset=p.eval_subset, val_size=p.val_size, data_seed=p.data_seed,
+        seed=job.seed, run_dir=str(job.run_dir), eval_sizes=tuple(job.eval_sizes),
+        data_dir=str(job.data_dir) if job.data_dir else None, download=job.download, device=p.device,
+        precision=p.precision,
+    )
+    return run(cfg, callbacks=callbacks)
 
 
 def fake_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
@@ -65,8 +58,9 @@ def fake_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
     log = os.environ.get("SWEEP_FAKE_LOG")
     _log(log, f"start {job.row}__seed{job.seed} {os.getpid()}")
     digest = int(hashlib.sha256(f"{job.row}/{job.seed}".encode()).hexdigest()[:8], 16)
-    acc = 50.0 + digest % 3000 / 100 + 1000 * job.protocol.lr
-    epochs = job.protocol.epochs
+    recipe = job.protocol.recipe
+    acc = 50.0 + digest % 3000 / 100 + 1000 * recipe.peak_lr
+    epochs = recipe.total_epochs
     for epoch in range(epochs):
         time.sleep(float(os.environ.get("SWEEP_FAKE_SLEEP", 0)))
         val = acc * (epoch + 1) / epochs

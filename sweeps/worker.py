@@ -149,7 +149,7 @@ def work(sweep: Sweep, poll_s: float = 5.0) -> None:
 def _describe(sweep: Sweep, trial: optuna.Trial) -> tuple[str, int, dict, Path]:
     """(row, seed, protocol overrides, run folder) of a claimed trial; also records them as params."""
     if sweep.study.kind == "tune":
-        hp = tune.suggest_hparams(trial, sweep.study, sweep.protocol.epochs)
+        hp = tune.suggest_hparams(trial, sweep.study, sweep.protocol.recipe.epochs)
         row = sweep.study.default_row
         trial.set_user_attr("row", row)
         trial.set_user_attr("seed", sweep.seed)
@@ -169,18 +169,23 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
             sweep.log(f"skip  {name}: already {dup.state.name.lower()} as trial {dup.number}")
             return
 
-    protocol = with_overrides(sweep.protocol, **{k: v for k, v in hp.items() if hasattr(sweep.protocol, k)})
+    try:
+        protocol = with_overrides(sweep.protocol, **hp)
+    except ValueError as e:  # e.g. a sampled epoch budget shorter than the warmup
+        _close(sweep, trial, TrialState.FAIL, fail_reason=f"config error: {e}"[:300])
+        sweep.log(f"fail  {name}: config error: {e}")
+        return
     job = TrialJob(
         study=sweep.study.name, row=row, seed=seed, overrides=dict(sweep.study.row(row).overrides),
         protocol=protocol, preset=sweep.study.base_preset or protocol.preset, run_dir=run_dir,
         eval_sizes=sweep.eval_sizes, data_dir=sweep.data_dir, download=sweep.download,
-        extra={k: v for k, v in hp.items() if not hasattr(sweep.protocol, k)},
     )
     shutil.rmtree(run_dir, ignore_errors=True)  # a crashed earlier attempt's partial files
     run_dir.mkdir(parents=True, exist_ok=True)
     attrs = {
         "row": row, "seed": seed, "run_dir": str(run_dir), "code_version": results.code_version(),
-        "versions": results.library_versions(), "protocol": dataclasses.asdict(protocol),
+        "versions": results.library_versions(), "protocol": protocol.record(),
+        "recipe": protocol.recipe.to_flat(),
         "preset": job.preset, "overrides": _jsonable(job.overrides), "cfg": _flat_config(job),
     }
     for key, value in attrs.items():
@@ -271,8 +276,8 @@ def _flat_config(job: TrialJob) -> dict:
         import hiremlp
 
         cfg = dataclasses.replace(hiremlp.PRESETS[job.preset], **job.overrides)
-        if job.protocol.drop_path:
-            cfg = dataclasses.replace(cfg, drop_path_rate=job.protocol.drop_path)
+        if job.protocol.recipe.drop_path is not None:
+            cfg = dataclasses.replace(cfg, drop_path_rate=job.protocol.recipe.drop_path)
         return cfg.to_flat()
     except Exception:  # noqa: BLE001 - the trainer will fail this trial with the real reason
         return {}

@@ -134,8 +134,8 @@ def test_recipe_variants_get_their_own_study_and_folder(tmp_path, fake_env):
     assert main(fake_args(tmp_path, "--rows", "zero", "--epochs", "5")) == 0
     variant = load(tmp_path, epochs=5)
     assert variant.study_name != load(tmp_path).study_name
-    assert variant.user_attrs["spec"]["protocol"]["epochs"] == 5
-    assert load(tmp_path).user_attrs["spec"]["protocol"]["epochs"] == get_protocol("smoke").epochs
+    assert variant.user_attrs["spec"]["protocol"]["recipe"]["epochs"] == 5
+    assert load(tmp_path).user_attrs["spec"]["protocol"]["recipe"]["epochs"] == get_protocol("smoke").recipe.epochs
     folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert folders[0] == "padding-smoke" and folders[1].startswith("padding-smoke+")
     # a folder that belongs to another definition of the study is refused, not mixed
