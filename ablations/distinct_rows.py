@@ -48,7 +48,7 @@ def check_study(study: Study, image_size: int, preset: str | None = None, labels
 
 
 def inert_text(steps: Sequence) -> str:
-    """Inert steps grouped by stage and geometry: "stage 4 block 2 (h, w): shift 2 on 4 rows, regions of 2"."""
+    """Inert steps grouped by stage and geometry: "stage 4 block 2 (h, w): shift 2 on 4 rows/columns, regions of 2"."""
     groups: dict[tuple, tuple[set, set]] = {}
     for s in steps:
         blocks, axes = groups.setdefault((s.stage, s.manner, s.step, s.length, s.region), (set(), set()))
@@ -58,7 +58,9 @@ def inert_text(steps: Sequence) -> str:
     for (stage, manner, step, length, region), (blocks, axes) in sorted(groups.items()):
         b = sorted(blocks)
         parts.append(f"stage {stage} block{'s' if len(b) > 1 else ''} {','.join(map(str, b))} "
-                     f"({', '.join(sorted(axes))}): {manner} {step} on {length} rows, regions of {region}")
+                     f"({', '.join(sorted(axes))}): {manner} {step} on {length} "
+                     f"{'rows' if axes == {'h'} else 'columns' if axes == {'w'} else 'rows/columns'}, "
+                     f"regions of {region}")
     return "; ".join(parts)
 
 
@@ -82,10 +84,11 @@ def row_marks(findings: Mapping, image_size: int) -> dict[str, list[str]]:
                 f"same network as row{'s' if len(f.same_as) > 1 else ''} {', '.join(f.same_as)} at {image_size} px: "
                 "this protocol cannot measure it")
         if f.inert_here_only:
+            many = len({(s.stage, s.block) for s in f.inert_here_only}) > 1
             marks.setdefault(label, []).append(
-                f"cross-region step{'s' if len(f.inert_here_only) > 1 else ''} inert at {image_size} px that act at "
+                f"cross-region step{'s' if many else ''} inert at {image_size} px that act{'' if many else 's'} at "
                 f"{PAPER_IMAGE_SIZE} px ({inert_text(f.inert_here_only)}): this protocol does not measure "
-                f"{'them' if len(f.inert_here_only) > 1 else 'it'}")
+                f"{'them' if many else 'it'}")
     return marks
 
 

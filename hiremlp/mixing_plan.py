@@ -183,7 +183,7 @@ class InertStep:
 
     def text(self) -> str:
         return (f"stage {self.stage} block {self.block} {self.axis}: {self.manner} {self.step} on {self.length} "
-                f"rows, regions of {self.region}")
+                f"{'rows' if self.axis == 'h' else 'columns'}, regions of {self.region}")
 
 
 def is_inert(plan: BranchPlan) -> bool:
@@ -294,3 +294,31 @@ def _inert_at(cfg: HireMLPConfig, image_size: int, step: InertStep) -> bool:
     rh, rw = cfg.region_sizes[step.stage - 1] if cfg.inner_region else (1, 1)
     length, region = (h, rh) if step.axis == "h" else (w, rw)
     return is_inert(branch_plan(length, region, step.step, cfg.cross_region, cfg.padding, step.axis))
+
+
+def plan_text(cfg: HireMLPConfig, image_size: int | tuple[int, int]) -> str:
+    """The plan per stage and block, as `python -m hiremlp --plan NAME` prints it."""
+    lines = [f"at {image_size} px: each [...] is a region, true rows (columns) in the order the inner-region MLP "
+             "sees them; r' is a padding copy of row r, _ a zero; the output of padding is cropped"]
+    for blocks in mixing_plan(cfg, image_size):
+        first = blocks[0].branches()
+        shapes = {axis: f"{p.length} in {len(p.regions)} region{'s' if len(p.regions) > 1 else ''} of {p.region}, "
+                        f"pad {p.pad}" for axis, p in first.items()}
+        if len(shapes) == 2 and shapes["h"] == shapes["w"]:
+            geometry = f"h, w: {shapes['h']}".replace(" in ", " rows/columns in ", 1)
+        else:
+            geometry = "; ".join(f"{axis}: " + text.replace(" in ", " rows in " if axis == "h" else " columns in ", 1)
+                                 for axis, text in shapes.items())
+        lines.append(f"stage {blocks[0].stage}: {geometry or 'no h/w branch'}; padding {cfg.padding}, "
+                     f"steps per block {','.join(str(b.step) for b in blocks)}")
+        for block in blocks:
+            plans = block.branches()
+            texts = {axis: p.text() + ("  (inert: mixes what step 0 mixes)" if is_inert(p) else "")
+                     for axis, p in plans.items()}
+            manner = next((p.manner for p in plans.values()), "none")
+            head = f"  block {block.block} step {block.step}" + (f" ({manner})" if manner != "none" else "")
+            if len(set(texts.values())) == 1 and len(texts) == 2:
+                lines.append(f"{head} h, w: {texts['h']}")
+            else:
+                lines += [f"{head} {axis}: {text}" for axis, text in texts.items()]
+    return "\n".join(lines)

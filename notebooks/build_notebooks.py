@@ -63,6 +63,11 @@ MODEL_ANATOMY = [
     new_markdown_cell("## Stages at several input sizes\n\nPadding rows/columns are where the padding switch acts; "
                       "a non-empty last column means that size cannot run."),
     new_code_cell("anatomy.stage_table(hiremlp.PRESETS[preset], image_sizes)"),
+    new_markdown_cell("## What each block mixes\n\nPer stage and block at the preset's image size: each `[...]` is a "
+                      "region, true rows (columns) in the order the inner-region MLP sees them; `r'` is a padding "
+                      "copy of row r, `_` a zero. `inert` names branches whose cross-region step mixes exactly what "
+                      "step 0 mixes (`hiremlp.mixing_plan`)."),
+    new_code_cell("anatomy.mixing_table(hiremlp.PRESETS[preset], hiremlp.PRESET_IMAGE_SIZE[preset])"),
     new_markdown_cell("## What each switch does\n\nBlue: input pixels the red output pixel depends on (nonzero "
                       "gradient). Dashed: region borders. Hatched: padding beyond the map."),
     new_code_cell("panels = switch_panels()\nplot_receptive_fields(panels['shift step (Table 4)'], map_size, pixel)"),
