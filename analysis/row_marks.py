@@ -15,12 +15,16 @@ MARK_COLUMN = "cannot_measure"
 
 
 def row_configs(df: pd.DataFrame, spec: Any) -> dict:
-    """The config each row of `spec` ran with: its trials' `cfg.*` columns, else the study's overrides on the
-    protocol's preset (`protocol.preset` column). Rows with neither are left out."""
+    """The config each row of `spec` ran with: its trials' `cfg.*` columns when they hold every config field (as
+    sweeps writes them), else the study's overrides on the protocol's preset (`protocol.preset` column). Rows with
+    neither are left out."""
     from ablations.distinct_rows import study_configs
     from hiremlp import HireMLPConfig
+    from hiremlp.config import field_names
 
-    cfg_cols = [c for c in df.columns if str(c).startswith("cfg.")]
+    cfg_cols = [f"cfg.{name}" for name in field_names()]
+    if not set(cfg_cols) <= set(df.columns):
+        cfg_cols = []
     presets = df["protocol.preset"].dropna() if "protocol.preset" in df.columns else pd.Series(dtype=object)
     preset = spec.base_preset or (str(presets.iloc[0]) if len(presets) else None)
     configs = {}

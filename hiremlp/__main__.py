@@ -30,11 +30,15 @@ def preset_rows(image_size: int | None = None) -> list[dict[str, str]]:
             "stage maps": " ".join(f"{p.map_size[0]}x{p.map_size[1]}" for p in plans),
             "regions": " ".join(f"{p.region_size[0]}x{p.region_size[1]}" for p in plans),
             "padding rows/cols": " ".join(f"{p.pad_rows}/{p.pad_cols}" for p in plans),
-            "regions per axis": " ".join(f"{-(-p.map_size[0] // p.region_size[0])}/{-(-p.map_size[1] // p.region_size[1])}"
-                                         for p in plans),
+            "regions per axis": " ".join(f"{_regions(p.map_size[0], p.region_size[0])}/"
+                                         f"{_regions(p.map_size[1], p.region_size[1])}" for p in plans),
             "inert steps": _inert_summary(cfg, size),
         })
     return rows
+
+
+def _regions(length: int, region: int) -> int:
+    return -(-length // region)
 
 
 def _inert_summary(cfg, size: int) -> str:
