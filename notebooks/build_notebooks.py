@@ -29,13 +29,14 @@ ABLATION_REPORT = [
     new_code_cell('study = "padding"\nprotocol = "smoke"\nrun_root = "runs"\nstorage = None',
                   metadata={"tags": ["parameters"]}),
     new_code_cell(SETUP),
-    new_code_cell("from IPython.display import Markdown\n\nfrom analysis import figures, load, tables\n"
+    new_code_cell("from IPython.display import Markdown\n\nfrom analysis import figures, load, row_marks, tables\n"
                   "from analysis.report import protocol_note, train_size"),
     new_code_cell("folder = load.study_dir(ROOT / run_root, study, protocol)\n"
                   "df = load.load_study(study, protocol, ROOT / run_root, storage)\n"
                   "spec = load.get_study_spec(study)\ndf.head()"),
-    new_code_cell("summary = tables.summarize_study(df, spec)\n"
-                  "Markdown(tables.to_markdown(tables.display_table(summary)))"),
+    new_code_cell("summary = tables.summarize_study(df, spec)\ntable = tables.display_table(summary)\n"
+                  "row_marks.mark_rows(summary, table, df, spec, train_size(df))  # rows this protocol cannot measure\n"
+                  "Markdown(tables.to_markdown(table))"),
     new_code_cell("note = protocol_note(df, protocol, train_size(df))\n"
                   "Markdown(tables.rank_sentence(summary, note))"),
     new_code_cell("figures.accuracy_vs_paper(summary, study)"),
