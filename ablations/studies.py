@@ -82,6 +82,9 @@ def _steps(text: str) -> tuple[int, ...]:
     return tuple(int(s) for s in text.split("-"))
 
 
+# A row's s is the released code's per-stage step scale (`shift_steps`), not one shift per block: the official
+# schedule shifts block i of a stage by (i % stride) * s with strides (2, 2, 3, 2), so stages 1, 2 and 4 alternate
+# 0, s and stage 3 cycles 0, s, 2s. Table 3's "s = 1" is read the same way, as the released code reads it.
 _REGION_TOP1 = {  # Table 3, all with s = (1,1,1,1)
     "2-2-2-2": 80.95, "3-2-2-2": 81.04, "3-3-2-2": 81.33, "3-3-3-2": 81.58, "3-3-3-3": 81.51,
     "4-3-3-2": 81.69, "4-3-3-3": 81.50, "4-4-3-3": 81.35, "5-4-3-3": 81.16,
@@ -101,7 +104,8 @@ def _branch_rows() -> tuple[Row, ...]:
 _STUDY_LIST = (
     Study(
         name="region_size",
-        description="How large the inner-region blocks of each stage should be (h = w per stage, s = 1 throughout).",
+        description=("How large the inner-region blocks of each stage should be (h = w per stage), with step scale "
+                     "s = 1 in every stage as the released code reads it: blocks shift by 0, 1 (stage 3: 0, 1, 2)."),
         paper_table="Table 3",
         rows=tuple(
             Row(label, {"region_sizes": _square(*_steps(label)), "shift_steps": (1, 1, 1, 1)}, top1)
@@ -111,7 +115,9 @@ _STUDY_LIST = (
     ),
     Study(
         name="shift_step",
-        description="How far the cross-region shift moves tokens per stage; 0-0-0-0 removes cross-region mixing.",
+        description=("How far the cross-region shift moves tokens: each row gives the per-stage step scale s of the "
+                     "released schedule, block i shifting by (i % stride) * s (stages 1, 2, 4: 0, s; stage 3: "
+                     "0, s, 2s); 0-0-0-0 removes cross-region mixing."),
         paper_table="Table 4",
         rows=tuple(Row(label, {"shift_steps": _steps(label)}, top1) for label, top1 in _SHIFT_TOP1.items()),
         default_row="2-2-1-1",

@@ -1,4 +1,5 @@
-"""Tables describing the models themselves: presets (size, cost) and what each stage sees at an input size.
+"""Tables describing the models themselves: presets (size, cost), what each stage sees at an input size, and
+what each block's branches mix.
 
 They answer "what does the padding switch touch at 32 px?" before any training is spent on it.
 """
@@ -44,3 +45,25 @@ def stage_table(cfg: Any, image_sizes: Sequence[int]) -> pd.DataFrame:
                 "cannot run because": plan.reason or "",
             })
     return pd.DataFrame(rows).set_index(["input", "stage"])
+
+
+def mixing_table(cfg: Any, image_size: int) -> pd.DataFrame:
+    """Per stage and block: the step, how regions talk, and the regions each branch mixes (`hiremlp.mixing_plan`).
+
+    A region lists true rows (columns) in the order the inner-region MLP sees them; ``r'`` is a padding copy of row
+    r, ``_`` a zero. ``inert`` names the branches whose step mixes exactly what step 0 would.
+    """
+    from hiremlp.mixing_plan import is_inert, mixing_plan
+
+    rows = []
+    for blocks in mixing_plan(cfg, image_size):
+        for block in blocks:
+            plans = block.branches()
+            rows.append({
+                "stage": block.stage, "block": block.block, "step": block.step,
+                "manner": next((p.manner for p in plans.values()), "none"),
+                "h regions": plans["h"].text() if "h" in plans else "off",
+                "w regions": plans["w"].text() if "w" in plans else "off",
+                "inert": ",".join(axis for axis, p in plans.items() if is_inert(p)),
+            })
+    return pd.DataFrame(rows).set_index(["stage", "block"])

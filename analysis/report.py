@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import figures  # noqa: E402
 from analysis.load import LoadError, get_study_spec, load_curves, load_study, study_dir  # noqa: E402
+from analysis.row_marks import mark_rows  # noqa: E402
 from analysis.tables import (  # noqa: E402
     display_table,
     rank_sentence,
@@ -74,6 +75,7 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
     epochs = int(curves.groupby(["row", "seed"])["epoch"].nunique().max()) if len(curves) else None
     note = protocol_note(df, protocol, size, epochs)
     table = display_table(summary)
+    mark_rows(summary, table, df, spec, size)
     markdown = to_markdown(table)
     caption = f"Hire-MLP ablation '{study}' ({getattr(spec, 'paper_table', None) or 'no paper table'}), {note}."
 

@@ -9,9 +9,15 @@ from .model import HireMLP
 
 _SMALL_DIMS = (64, 128, 320, 512)
 _LARGE_DIMS = (96, 192, 384, 768)
-# A 32 px image through a 3x3 stride-2 stem gives stage maps 16, 8, 4, 2: with the paper's regions (4, 3, 3, 2)
-# stages 2 and 3 need padding, as stages 2-4 do at 224 px (56, 28, 14, 7), so the padding switch matters.
-_CIFAR_STEM = dict(stem_kernel=3, stem_stride=2, stem_padding=1, num_classes=10)
+# A 32 px image through a 3x3 stride-1 stem keeps 32 px for stage 1: maps 32, 16, 8, 4. With the paper's regions
+# (4, 3, 3, 2) every stage has at least two regions per axis, as at 224 px (56, 28, 14, 7), so every row of Tables
+# 3-7 is a different network (`hiremlp.mixing_plan`), and stages 2 and 3 pad (2 and 1 rows; 224 px pads 2, 1, 1).
+_CIFAR_STEM = dict(stem_kernel=3, stem_stride=1, stem_padding=1, num_classes=10)
+# The earlier 3x3 stride-2 stem (maps 16, 8, 4, 2, a quarter of the MACs): stage 4 is one region per axis, so
+# Table 3's 3-3-3-2 / 3-3-3-3 and 4-3-3-2 / 4-3-3-3 are the same network, every stage-4 shift or shuffle is inert,
+# and so is stage 3's roll by 4 (Table 4's 2-2-2-2 on a 4-row map, in the presets whose stage 3 has 3+ blocks).
+# Kept under their own names (`*_s2`) for comparison with earlier runs.
+_CIFAR_STEM_S2 = dict(stem_kernel=3, stem_stride=2, stem_padding=1, num_classes=10)
 
 PRESETS: dict[str, HireMLPConfig] = {
     "tiny": HireMLPConfig(embed_dims=_SMALL_DIMS, depths=(2, 2, 4, 2)),
@@ -20,8 +26,12 @@ PRESETS: dict[str, HireMLPConfig] = {
     "large": HireMLPConfig(embed_dims=_LARGE_DIMS, depths=(4, 6, 24, 3)),
     "cifar_tiny": HireMLPConfig(embed_dims=_SMALL_DIMS, depths=(2, 2, 4, 2), **_CIFAR_STEM),
     "cifar_small": HireMLPConfig(embed_dims=_SMALL_DIMS, depths=(3, 4, 10, 3), **_CIFAR_STEM),
-    # Two blocks per stage: block 2 of every stage shifts under the official schedule, stages 2 and 3 pad.
-    "smoke": HireMLPConfig(embed_dims=(16, 32, 48, 64), depths=(2, 2, 2, 2), **_CIFAR_STEM),
+    # The fewest blocks that keep the released schedule's steps: block 2 of every stage shifts by s, stage 3's third
+    # block by 2s (with two blocks there the official and the paper's schedule would be the same network).
+    "smoke": HireMLPConfig(embed_dims=(16, 32, 48, 64), depths=(2, 2, 3, 2), **_CIFAR_STEM),
+    "cifar_tiny_s2": HireMLPConfig(embed_dims=_SMALL_DIMS, depths=(2, 2, 4, 2), **_CIFAR_STEM_S2),
+    "cifar_small_s2": HireMLPConfig(embed_dims=_SMALL_DIMS, depths=(3, 4, 10, 3), **_CIFAR_STEM_S2),
+    "smoke_s2": HireMLPConfig(embed_dims=(16, 32, 48, 64), depths=(2, 2, 2, 2), **_CIFAR_STEM_S2),  # the old smoke
 }
 
 #: The image size each preset is meant for.

@@ -29,13 +29,14 @@ ABLATION_REPORT = [
     new_code_cell('study = "padding"\nprotocol = "smoke"\nrun_root = "runs"\nstorage = None',
                   metadata={"tags": ["parameters"]}),
     new_code_cell(SETUP),
-    new_code_cell("from IPython.display import Markdown\n\nfrom analysis import figures, load, tables\n"
+    new_code_cell("from IPython.display import Markdown\n\nfrom analysis import figures, load, row_marks, tables\n"
                   "from analysis.report import protocol_note, train_size"),
     new_code_cell("folder = load.study_dir(ROOT / run_root, study, protocol)\n"
                   "df = load.load_study(study, protocol, ROOT / run_root, storage)\n"
                   "spec = load.get_study_spec(study)\ndf.head()"),
-    new_code_cell("summary = tables.summarize_study(df, spec)\n"
-                  "Markdown(tables.to_markdown(tables.display_table(summary)))"),
+    new_code_cell("summary = tables.summarize_study(df, spec)\ntable = tables.display_table(summary)\n"
+                  "row_marks.mark_rows(summary, table, df, spec, train_size(df))  # rows this protocol cannot measure\n"
+                  "Markdown(tables.to_markdown(table))"),
     new_code_cell("note = protocol_note(df, protocol, train_size(df))\n"
                   "Markdown(tables.rank_sentence(summary, note))"),
     new_code_cell("figures.accuracy_vs_paper(summary, study)"),
@@ -63,6 +64,11 @@ MODEL_ANATOMY = [
     new_markdown_cell("## Stages at several input sizes\n\nPadding rows/columns are where the padding switch acts; "
                       "a non-empty last column means that size cannot run."),
     new_code_cell("anatomy.stage_table(hiremlp.PRESETS[preset], image_sizes)"),
+    new_markdown_cell("## What each block mixes\n\nPer stage and block at the preset's image size: each `[...]` is a "
+                      "region, true rows (columns) in the order the inner-region MLP sees them; `r'` is a padding "
+                      "copy of row r, `_` a zero. `inert` names branches whose cross-region step mixes exactly what "
+                      "step 0 mixes (`hiremlp.mixing_plan`)."),
+    new_code_cell("anatomy.mixing_table(hiremlp.PRESETS[preset], hiremlp.PRESET_IMAGE_SIZE[preset])"),
     new_markdown_cell("## What each switch does\n\nBlue: input pixels the red output pixel depends on (nonzero "
                       "gradient). Dashed: region borders. Hatched: padding beyond the map."),
     new_code_cell("panels = switch_panels()\nplot_receptive_fields(panels['shift step (Table 4)'], map_size, pixel)"),

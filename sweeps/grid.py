@@ -22,6 +22,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import Study
+from hiremlp import PRESETS
 from sweeps.protocols import Protocol
 
 
@@ -44,12 +45,15 @@ def cells(rows: Sequence[str], seeds: int) -> list[Cell]:
 
 
 def spec(study: Study, protocol: Protocol) -> dict:
-    """What a cell *means*: the row definitions and the recipe. Which rows or how many seeds run is not in it,
-    so `--rows` and `--seeds` extend one study, while an edited row or recipe starts a new one."""
+    """What a cell *means*: the base model, the row definitions and the recipe. Which rows or how many seeds run is
+    not in it, so `--rows` and `--seeds` extend one study, while an edited preset, row or recipe starts a new one."""
     out = {
         "study": study.name,
         "kind": study.kind,
         "base_preset": study.base_preset or protocol.preset,
+        # the preset's fields, so a preset changed in place (smoke's 32 px stem) is a new study, never mixed with runs
+        # of the old model
+        "base_config": PRESETS[study.base_preset or protocol.preset].to_flat(),
         "rows": {r.label: dict(r.overrides) for r in study.rows},
         "eval_sizes": list(study.eval_sizes),
         "protocol": protocol.spec(),

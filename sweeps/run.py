@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the 
 import optuna  # noqa: E402
 
 from ablations import STUDIES, Study, get_study  # noqa: E402
+from ablations.distinct_rows import dry_run_text as mixing_dry_run_text  # noqa: E402
 from lightning_modules.options import add_field_options, values_of  # noqa: E402
 from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
 from sweeps import cost, grid, results, tune, worker  # noqa: E402
@@ -187,6 +188,7 @@ def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_t
         m, n = est.macs_per_image[label], est.params[label]
         print(f"{label:16s} {n or 0:>10,d} {(m or 0) / 1e6:>9.1f}M  {dict(study.row(label).overrides)}"
               + ("" if m else "  (does not build)"))
+    print(mixing_dry_run_text(study, protocol.preset, rows))
     n_train = protocol.train_subset or cost.TRAIN_IMAGES[protocol.dataset] - protocol.val_size
     epochs = protocol.recipe.total_epochs
     print(f"cost: {est.total_macs:.3g} MACs = 3 x MACs/img x {n_train:,} train images x {epochs} epochs "

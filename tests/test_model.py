@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -99,10 +100,15 @@ def test_smoke_preset_exercises_every_switch() -> None:
     assert sum(plan.pads for plan in stage_plan(cfg, 32)) >= 1
 
 
-def test_cifar_presets_pad_in_two_stages_like_224px() -> None:
-    for name in ("cifar_tiny", "cifar_small"):
+def test_cifar_presets_keep_32px_for_stage_1_and_pad_like_224px() -> None:
+    """Maps 32/16/8/4: two or more regions per axis in every stage (as at 224 px), padding 0/2/1/0."""
+    for name in ("cifar_tiny", "cifar_small", "smoke"):
         plans = stage_plan(hiremlp.PRESETS[name], 32)
-        assert sum(p.pads for p in plans) >= 2
+        assert [p.map_size for p in plans] == [(32, 32), (16, 16), (8, 8), (4, 4)]
+        assert [p.pad_rows for p in plans] == [0, 2, 1, 0]
+        assert all(p.map_size[0] > p.region_size[0] for p in plans)
+    for name in ("cifar_tiny_s2", "cifar_small_s2", "smoke_s2"):
+        assert [p.map_size for p in stage_plan(hiremlp.PRESETS[name], 32)] == [(16, 16), (8, 8), (4, 4), (2, 2)]
     assert [p.pad_rows for p in stage_plan(hiremlp.PRESETS["tiny"], 224)] == [0, 2, 1, 1]
 
 
@@ -190,15 +196,15 @@ def test_forward_is_features_then_head_and_any_size_runs() -> None:
     model = create_model("smoke", num_classes=10).eval()
     x = torch.randn(2, 3, 40, 28)
     feats = model.forward_features(x)
-    assert feats.shape == (2, 64, 3, 2)
+    assert feats.shape == (2, 64, 5, 4)
     assert torch.equal(model.forward_head(feats), model(x))
     assert model.forward_head(feats, pre_logits=True).shape == (2, 64)
 
 
 def test_stage_plan_reports_sizes_that_cannot_be_honoured() -> None:
-    cfg = hiremlp.get_config("smoke", padding="reflect", region_sizes="4,3,3,5")
+    cfg = hiremlp.get_config("smoke", padding="reflect", region_sizes="4,3,3,8")
     plans = stage_plan(cfg, 32)
-    assert plans[3].map_size == (2, 2) and plans[3].reason and "reflect" in plans[3].reason
+    assert plans[3].map_size == (4, 4) and plans[3].reason and "reflect" in plans[3].reason
     with pytest.raises(ValueError, match="stage 4"):
         hiremlp.check_input_size(cfg, 32)
     with pytest.raises(ValueError, match="stage 4 block 1"):
@@ -245,7 +251,9 @@ def test_unknown_preset_lists_the_allowed_ones() -> None:
 
 def test_module_cli_prints_the_preset_table() -> None:
     out = subprocess.run([sys.executable, "-m", "hiremlp"], capture_output=True, text=True, check=True).stdout
-    assert "tiny" in out and "18.04" in out and "2.144" in out and "16x16 8x8 4x4 2x2" in out
+    assert "tiny" in out and "18.04" in out and "2.144" in out and "32x32 16x16 8x8 4x4" in out
+    assert re.search(r"^smoke_s2 .* 4/4 3/3 2/2 1/1 +stage 4$", out, re.M)  # one region per axis: inert shifts
+    assert re.search(r"^smoke .* 8/8 6/6 3/3 2/2 +-$", out, re.M)
 
 
 def test_macs_are_the_same_on_the_matmul_path() -> None:

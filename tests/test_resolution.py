@@ -48,10 +48,10 @@ def test_stage_plan_predicts_exactly_which_sizes_run(label: str, cfg: hiremlp.Hi
 def test_reflect_cannot_run_where_the_pad_reaches_the_map_size() -> None:
     cfg = row_config(get_study("resolution"), "reflect", "smoke")
     assert cfg.padding == "reflect"
-    # 24 px: stage maps 12, 6, 3, 2; stage 4's 2-wide map with region 2 needs no pad -> runs.
-    assert all(p.reason is None for p in hiremlp.stage_plan(cfg, 24))
-    # 12 px: maps 6, 3, 2, 1; stage 3 needs a pad of 1 on a 2-row map -> runs; stage 4 pads 1 on a 1-row map -> not.
-    reasons = [p.reason for p in hiremlp.stage_plan(cfg, 12)]
+    # 12 px: stage maps 12, 6, 3, 2; stage 4's 2-wide map with region 2 needs no pad -> runs.
+    assert all(p.reason is None for p in hiremlp.stage_plan(cfg, 12))
+    # 8 px: maps 8, 4, 2, 1; stage 3 needs a pad of 1 on a 2-row map -> runs; stage 4 pads 1 on a 1-row map -> not.
+    reasons = [p.reason for p in hiremlp.stage_plan(cfg, 8)]
     assert reasons[:3] == [None, None, None] and "reflect" in reasons[3]
 
 
@@ -68,7 +68,7 @@ def test_resolution_smoke_sweep_writes_per_size_accuracies_and_the_figure(tmp_pa
     runs = tmp_path / "runs"
     cmd = [sys.executable, str(REPO / "sweeps" / "run.py"), "--study", "resolution", "--protocol", "smoke",
            "--train-subset", "128", "--eval-subset", "64", "--batch-size", "32", "--epochs", "1",
-           "--eval-sizes", "12,24,32,40", "--data-dir", str(DATA), "--runs-dir", str(runs)]
+           "--eval-sizes", "8,24,32,40", "--data-dir", str(DATA), "--runs-dir", str(runs)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (results,) = runs.glob("resolution-smoke*/results.csv")
@@ -77,10 +77,10 @@ def test_resolution_smoke_sweep_writes_per_size_accuracies_and_the_figure(tmp_pa
     for r in rows:
         for size in (24, 32, 40):
             assert 0.0 <= float(r[f"test_acc@{size}"]) <= 100.0, (r["row"], size)
-        if r["row"] == "reflect":  # stage 4 is a 1x1 map at 12 px: reflect cannot pad it
-            assert not r.get("test_acc@12") and "reflect" in r["na@12"]
+        if r["row"] == "reflect":  # stage 4 is a 1x1 map at 8 px: reflect cannot pad it
+            assert not r.get("test_acc@8") and "reflect" in r["na@8"]
         else:
-            assert 0.0 <= float(r["test_acc@12"]) <= 100.0
+            assert 0.0 <= float(r["test_acc@8"]) <= 100.0
     report = results.parent / "report"
     for ext in ("png", "svg"):
         figure = report / f"accuracy_vs_resolution.{ext}"

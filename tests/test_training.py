@@ -79,7 +79,7 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, ValAc
     spy = ValAccSpy()
     cfg = RunConfig(preset="smoke", data_dir=str(DATA),
                     recipe=Recipe(epochs=4, batch_size=25, lr=2e-3, lr_batch=25, warmup_epochs=0.5),
-                    train_subset=500, eval_subset=200, eval_sizes=(24, 8), device="cpu", run_dir=str(run_dir))
+                    train_subset=500, eval_subset=200, eval_sizes=(24, 4), device="cpu", run_dir=str(run_dir))
     t0 = time.perf_counter()
     result = run(cfg, callbacks=[spy])
     return result, run_dir, spy, time.perf_counter() - t0
@@ -120,8 +120,8 @@ def test_result_files_and_keys(learned) -> None:
 def test_eval_sizes_record_accuracies_and_reasons(learned) -> None:
     result, *_ = learned
     assert result["eval_interpolation"].startswith("bilinear(antialias=True")
-    assert 0 <= result["test_acc@24"] <= 100 and "test_acc@8" not in result
-    assert "circular padding" in result["na@8"] and "stage 3" in result["na@8"]
+    assert 0 <= result["test_acc@24"] <= 100 and "test_acc@4" not in result  # maps 4, 2, 1, 1
+    assert "circular padding" in result["na@4"] and "stage 3" in result["na@4"]
 
 
 def test_logged_config_rebuilds_the_model(learned) -> None:
