@@ -20,7 +20,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import Study
-from sweeps import grid, recovery, results, tune
+from analysis.seed_rule import SeedRule
+from sweeps import adaptive, grid, recovery, results, tune
 from sweeps.grid import Cell
 from sweeps.protocols import Protocol, with_overrides
 from sweeps.trainers import Trainer, TrialJob
@@ -45,6 +46,7 @@ class Sweep:
     n_trials: int = 0  # tune studies: the trial budget
     seed: int = 0  # tune studies: the training seed of every trial
     log: Callable[[str], None] = print
+    seed_rule: SeedRule | None = None  # --target-ci: `todo` follows the rule's decisions
 
 
 # ----------------------------------------------------------------------------------------------- bookkeeping
@@ -73,6 +75,8 @@ def prepare(sweep: Sweep, enqueue: bool) -> None:
     with grid.grid_lock(sweep.folder):
         recover(sweep)
         if enqueue and sweep.study.kind == "table":
+            if sweep.seed_rule is not None:
+                adaptive.extend(sweep)
             added = grid.enqueue_missing(sweep.ostudy, sweep.todo, recovery.is_live)
             if added:
                 sweep.log(f"queued {len(added)} cell(s): {', '.join(c.key for c in added)}")
@@ -95,6 +99,8 @@ def next_trial(sweep: Sweep) -> optuna.Trial | None:
         intent = sweep.folder / ".claiming"
         intent.write_text(f"{recovery.HOST} {os.getpid()}\n")
         if sweep.study.kind == "table":
+            if sweep.seed_rule is not None:
+                adaptive.extend(sweep)
             trial = grid.claim(sweep.ostudy, wanted=set(sweep.todo))
         else:
             trial = grid.claim(sweep.ostudy)
