@@ -126,7 +126,7 @@ def difference_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
     ax.set_yticks(y, ticks)
     ax.set_xlabel(f"difference to the default row '{default}' (points of top-1)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=3)
     if title:
         ax.set_title(title, fontsize=10)
     return fig

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from analysis.seed_rule import RowDecision, SeedRule, decide, write_rule
 from sweeps import grid
 from sweeps.grid import Cell
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rule (scipy, pandas-free but not light) is imported only by sweeps that use it
+    from analysis.seed_rule import RowDecision, SeedRule
     from sweeps.worker import Sweep
 
 
@@ -47,12 +47,16 @@ def target_cells(decisions: dict[str, RowDecision], rows: Sequence[str]) -> list
 
 
 def decisions_now(ostudy: optuna.Study, rule: SeedRule) -> dict[str, RowDecision]:
+    from analysis.seed_rule import decide
+
     return decide(completed_values(ostudy.get_trials(deepcopy=False), rule.metric), rule)
 
 
 def extend(sweep: Sweep) -> list[Cell]:
     """Point `sweep.todo` at the cells the rule asks for now and enqueue those that never had a trial. Call under
     `grid.grid_lock`."""
+    from analysis.seed_rule import decide
+
     rule = sweep.seed_rule
     trials = sweep.ostudy.get_trials(deepcopy=False)
     decisions = decide(completed_values(trials, rule.metric), rule)
@@ -77,6 +81,8 @@ def update_todo(sweep: Sweep) -> None:
 
 def record(ostudy: optuna.Study, folder: Path, rule: SeedRule) -> None:
     """Store the rule with the study (user attr) and beside the results (`seed_rule.json`) for the report."""
+    from analysis.seed_rule import write_rule
+
     if ostudy.user_attrs.get("seed_rule") != rule.to_json():
         ostudy.set_user_attr("seed_rule", rule.to_json())
     write_rule(folder, rule)

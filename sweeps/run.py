@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,12 +29,13 @@ if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the 
 import optuna  # noqa: E402
 
 from ablations import STUDIES, Study, get_study  # noqa: E402
-from analysis.planning import plan_text  # noqa: E402
-from analysis.seed_rule import SeedRule  # noqa: E402
 from sweeps import adaptive, cost, grid, results, tune, worker  # noqa: E402
 from sweeps.protocols import PROTOCOLS, default_protocol_name, get_protocol, with_overrides  # noqa: E402
 from sweeps.storage import StorageError, open_storage  # noqa: E402
 from sweeps.trainers import resolve_trainer  # noqa: E402
+
+if TYPE_CHECKING:
+    from analysis.seed_rule import SeedRule
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = 3  # fewer leaves no interval (1) or a nearly useless one (2: t quantile 12.7)
@@ -153,6 +155,8 @@ def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: in
     max_seeds = DEFAULT_MAX_SEEDS if args.max_seeds is None else args.max_seeds
     if max_seeds < seeds:
         raise UsageError(f"--max-seeds must be >= --seeds ({seeds}), got {max_seeds}")
+    from analysis.seed_rule import SeedRule  # scipy: loaded only when a rule is used
+
     if study.default_row not in rows:
         raise UsageError(f"--target-ci measures every row against the default row {study.default_row!r}; "
                          f"add it to --rows")
@@ -226,6 +230,8 @@ def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_t
     print(f"time: ~{cost.human_time(est.seconds)} of one device (rough: {est.throughput_note}; data loading and "
           f"compilation not included; per-trial start-up (Lightning, data, first steps) dominates tiny smoke runs)")
     if study.kind == "table":
+        from analysis.planning import plan_text
+
         print(plan_text(runs_dir, study.name, protocol_label(protocol, name), _recipe(protocol), seeds,
                         rule and rule.target_ci, rule and rule.max_seeds))
 

@@ -14,18 +14,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import Study
-from analysis.seed_rule import SeedRule
 from sweeps import adaptive, grid, recovery, results, tune
 from sweeps.grid import Cell
 from sweeps.protocols import Protocol, with_overrides
 from sweeps.trainers import Trainer, TrialJob
 
+if TYPE_CHECKING:
+    from analysis.seed_rule import SeedRule
+
+POLL_S = float(os.environ.get("SWEEP_POLL_S", 5))  # how often an idle worker looks for new cells
 RESULT_KEYS = ("val_acc", "best_val_acc", "test_acc", "test_loss", "params", "macs", "images_per_s", "wall_s",
                "epochs_run")
 
@@ -121,7 +125,7 @@ def others_running(sweep: Sweep) -> list[FrozenTrial]:
 
 # ----------------------------------------------------------------------------------------------- the loop
 
-def work(sweep: Sweep, poll_s: float = 5.0) -> None:
+def work(sweep: Sweep, poll_s: float = POLL_S) -> None:
     """Run trials until nothing is queued and no other worker holds a cell of this sweep."""
     waiting_msg, frozen = "", False
     try:
