@@ -131,9 +131,8 @@ def expressed_mask(frame: pd.DataFrame) -> pd.Series:
     """False for rows marked as the same network as another row at the protocol's size (an `expressed` column
     set to False, or a non-empty `same_as`); True where the table carries no such mark."""
     keep = pd.Series(True, index=frame.index)
-    if "expressed" in frame.columns:
-        keep &= frame["expressed"].map(lambda v: v is not False and not (isinstance(v, str) and v.lower() == "false")
-                                       and v != 0)
+    if "expressed" in frame.columns:  # bools, or strings read back from a CSV; NaN (no mark) counts as expressed
+        keep &= ~frame["expressed"].map(lambda v: str(v).strip().lower() in ("false", "0", "0.0"))
     if "same_as" in frame.columns:
         keep &= frame["same_as"].map(lambda v: _text(v) is None)
     return keep

@@ -155,11 +155,11 @@ def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: in
     max_seeds = DEFAULT_MAX_SEEDS if args.max_seeds is None else args.max_seeds
     if max_seeds < seeds:
         raise UsageError(f"--max-seeds must be >= --seeds ({seeds}), got {max_seeds}")
-    from analysis.seed_rule import SeedRule  # scipy: loaded only when a rule is used
-
     if study.default_row not in rows:
         raise UsageError(f"--target-ci measures every row against the default row {study.default_row!r}; "
                          f"add it to --rows")
+    from analysis.seed_rule import SeedRule  # scipy: loaded only when a rule is used
+
     return SeedRule(args.target_ci, seeds, max_seeds, study.default_row, tuple(rows))
 
 

@@ -100,11 +100,11 @@ def tune_budget_used(ostudy: optuna.Study) -> int:
 def next_trial(sweep: Sweep) -> optuna.Trial | None:
     with grid.grid_lock(sweep.folder):
         recover(sweep)
+        if sweep.seed_rule is not None:
+            adaptive.extend(sweep)
         intent = sweep.folder / ".claiming"
         intent.write_text(f"{recovery.HOST} {os.getpid()}\n")
         if sweep.study.kind == "table":
-            if sweep.seed_rule is not None:
-                adaptive.extend(sweep)
             trial = grid.claim(sweep.ostudy, wanted=set(sweep.todo))
         else:
             trial = grid.claim(sweep.ostudy)
