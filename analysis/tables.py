@@ -37,8 +37,9 @@ NOISE_NOTE = (
 )
 CI_NOTE = (
     "CI: 'paired' is a paired t interval over the seeds both rows ran (a seed fixes data order, augmentation and "
-    "initialisation for every row, so its shared part cancels); 'Welch' is an unpaired interval with unequal "
-    "variances, used when fewer than 2 seeds match."
+    "initialisation for every row, so its shared part cancels), and Δ is then the mean of the per-seed differences "
+    "over those seeds (with unequal seed counts it need not equal the difference of the two means shown); 'Welch' "
+    "is an unpaired interval with unequal variances, used when fewer than 2 seeds match."
 )
 PAPER_RUN_NOISE = 0.16  # v1 Table 3 (4,3,3,2) with s=(1,1,1,1): 81.69; Table 4's identical row: 81.53
 METRIC_FALLBACKS = ("test_acc", "best_val_acc", "val_acc", "value")
@@ -329,7 +330,7 @@ def rank_sentence(summary: pd.DataFrame, protocol_note: str | None = None) -> st
     )
     if math.isnan(ra.spearman):
         return (f"Rank agreement with the paper not computed: {ra.n} row(s) have both a paper number and our "
-                f"mean (need at least 3 with distinct values). Protocols differ ({caveat}).")
+                f"mean (need at least 3 with distinct values). Protocols differ ({caveat})." + sign_sentence(summary))
     ri = summary.attrs.get("rank_interval")
     interval = ("" if ri is None or math.isnan(ri.low) else
                 f"; {ri.level:.0%} interval from resampling our seeds ({ri.n_boot} resamples): "
