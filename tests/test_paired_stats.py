@@ -187,3 +187,15 @@ def test_difference_figure_marks_rows_the_protocol_cannot_express():
     assert paper_x == [-0.42, -0.19]  # the paper's differences on the same axis; replicate left out
     unmarked = summarize_study(_padding_trials(), _padding_spec())  # no mark column: every row is expressed
     assert len(figures.difference_vs_paper(unmarked).axes[0].containers) == 3
+
+
+def test_fake_trainer_draws_follow_the_model_it_declares():
+    """What the sweep's fake trainer returns per (row, seed) has the declared effects, the shared seed component and
+    the row noise: the numpy simulations above test the statistics on the same truth the sweep tests run on."""
+    model = SeedNoiseModel({"a": 0.0, "b": 0.7}, seed_sd=1.0, noise_sd={"a": 0.2, "b": 0.4})
+    a = np.array([model.accuracy("a", s) for s in range(3000)])
+    b = np.array([model.accuracy("b", s) for s in range(3000)])
+    assert (b - a).mean() == pytest.approx(0.7, abs=4 * math.sqrt(0.2) / math.sqrt(3000))
+    assert (b - a).std() == pytest.approx(math.sqrt(0.2**2 + 0.4**2), rel=0.06)  # the shared part cancels
+    assert a.std() == pytest.approx(math.sqrt(1 + 0.2**2), rel=0.06)
+    assert model.accuracy("b", 7) == model.accuracy("b", 7)  # deterministic, as a resumed sweep needs
