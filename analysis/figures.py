@@ -1,4 +1,5 @@
-"""Figures for a study: our accuracy beside the paper's, ours-vs-paper scatter, validation curves, resolution.
+"""Figures for a study: each row's difference to the default beside the paper's, our accuracy beside the paper's,
+ours-vs-paper scatter, validation curves, resolution.
 
 Figures are built on `matplotlib.figure.Figure` directly (no pyplot state), so the same functions work in a
 script (saved with the Agg canvas) and in a notebook (shown inline).
@@ -14,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.tables import PAPER_COLUMN
+from analysis.tables import PAPER_COLUMN, PAPER_RUN_NOISE, expressed_mask
 
 
 def save(fig: Figure, folder: str | Path, stem: str) -> list[Path]:
@@ -71,6 +72,63 @@ def accuracy_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
         ax.grid(axis="x", alpha=0.3)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def _same_as(rec: pd.Series) -> str:
+    value = rec.get("same_as")
+    return str(value) if isinstance(value, str) and value.strip() else ""
+
+
+def difference_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
+    """Per row, our difference to the default row with its 95% CI beside the paper's difference, on one axis.
+
+    The band around 0 is the paper's own run-to-run noise (one run per row). Rows that are the same network as
+    another row at the protocol's size are labelled so instead of plotted; rows without results show their status.
+    """
+    n = len(summary)
+    fig = Figure(figsize=(7.5, 0.5 * n + 1.8), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(n)[::-1].astype(float)
+    expressed = expressed_mask(summary).to_numpy()
+    default = summary.attrs.get("default_row")
+    ax.axvspan(-PAPER_RUN_NOISE, PAPER_RUN_NOISE, color="0.9", zorder=0,
+               label=f"paper's run-to-run noise (±{PAPER_RUN_NOISE})")
+    ax.axvline(0, color="k", lw=0.8)
+    labelled = set()
+    for yi, ok, (_, rec) in zip(y, expressed, summary.iterrows(), strict=True):
+        note = ""
+        if not ok:
+            same = _same_as(rec)
+            note = (f"same network as {same} at this size: not measurable" if same
+                    else "not expressed at this size: not measurable")
+        elif rec["is_default"]:
+            note = "reference" if rec["n"] else "reference (no results)"
+        elif not rec["n"]:
+            note = str(rec["status"])
+        if not math.isnan(rec["paper_diff"]) and ok and not rec["is_default"]:
+            ax.plot(rec["paper_diff"], yi - 0.15, "s", color="C1",
+                    label=None if "paper" in labelled else "paper (one run, ImageNet)")
+            labelled.add("paper")
+        if ok and not rec["is_default"] and rec["n"] and not math.isnan(rec["diff"]):
+            has_ci = not math.isnan(rec["ci_low"])
+            err = [[rec["diff"] - rec["ci_low"]], [rec["ci_high"] - rec["diff"]]] if has_ci else None
+            ax.errorbar(rec["diff"], yi + 0.15, xerr=err, fmt="o", capsize=3, color="C0",
+                        mfc="C0" if has_ci else "white",
+                        label=None if "ours" in labelled else "ours, 95% CI (hollow: no CI, n < 2)")
+            labelled.add("ours")
+        if note:
+            ax.annotate(note, (0.02, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+                        color="0.4" if not ok else "C3" if not rec["n"] else "k")
+    ax.set_ylim(-0.6, n - 0.4)
+    ticks = [f"{r}  (n={k}{', ' + m if m and m != 'none' else ''})" for r, k, m in
+             zip(summary["row"], summary["n"], summary.get("ci_method", [""] * n), strict=True)]
+    ax.set_yticks(y, ticks)
+    ax.set_xlabel(f"difference to the default row '{default}' (points of top-1)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=3)
+    if title:
+        ax.set_title(title, fontsize=10)
     return fig
 
 

@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 from analysis import figures  # noqa: E402
 from analysis.load import LoadError, get_study_spec, load_curves, load_study, study_dir  # noqa: E402
 from analysis.row_marks import mark_rows  # noqa: E402
+from analysis.seed_rule import read_rule, seeds_sentence  # noqa: E402
 from analysis.tables import (  # noqa: E402
     display_table,
     rank_sentence,
@@ -86,6 +87,7 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
 
     title = f"{study} ({protocol})"
     figs = {
+        "difference_vs_paper": figures.difference_vs_paper(summary, title),
         "accuracy_vs_paper": figures.accuracy_vs_paper(summary, title),
         "ours_vs_paper": figures.ours_vs_paper(summary, title),
     }
@@ -95,11 +97,14 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
     for stem, fig in figs.items():
         figures.save(fig, out, stem)
 
-    (out / "report.md").write_text(_report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df))
+    seeds = seeds_sentence(read_rule(folder), summary.attrs["seeds_by_row"], list(summary["row"]),
+                           dict(zip(summary["row"], summary["n"], strict=True)))
+    (out / "report.md").write_text(_report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df,
+                                                    seeds))
     return markdown
 
 
-def _report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df) -> str:
+def _report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df, seeds: str = "") -> str:
     lines = [f"# Ablation report: {study} ({protocol})", ""]
     if spec is not None:
         lines += [f"{spec.description}", "", f"Paper: {spec.paper_table} (Hire-MLP arXiv v1, Hire-MLP-Small, "
@@ -108,7 +113,8 @@ def _report_markdown(study, protocol, spec, summary, markdown, note, curves, fig
         lines += ["No `ablations` study of this name was found: no paper numbers, rows in results order.", ""]
     n_trials = int(summary["n"].sum() + summary["n_failed"].sum())
     lines += [f"Metric: `{summary.attrs['metric']}`; {n_trials} trials; differences are against "
-              f"`{summary.attrs['default_row']}`.", "", "## Table", "", markdown, "## Agreement with the paper",
+              f"`{summary.attrs['default_row']}`.", "", "## Table", "", markdown, "## Seeds", "", seeds, "",
+              "## Agreement with the paper",
               "", rank_sentence(summary, note), "", "## Caveats", ""]
     caveats = [
         f"Protocols differ ({note}). Absolute accuracies are not comparable with the paper's; only orderings are, "

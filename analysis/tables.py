@@ -1,8 +1,9 @@
 """The study's table in the paper's row order: our mean ± std over seeds beside the paper's top-1.
 
 `summarize_study` gives the numbers (written as table.csv); `display_table` turns them into strings with
-footnotes (table.md, table.tex). Failed and not-run rows stay in the table with their status, and every
-difference the seeds cannot tell from noise carries a dagger.
+footnotes (table.md, table.tex). Failed and not-run rows stay in the table with their status, every difference
+the seeds cannot tell from noise carries a dagger, and every row says which interval was used and the smallest
+difference its seeds could detect, so a dagger reads "no difference larger than X points".
 """
 
 from __future__ import annotations
@@ -15,15 +16,32 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import FINISHED, eval_sizes
-from analysis.stats import rank_agreement, summarize, welch_diff_ci
+from analysis.stats import (
+    ALPHA,
+    POWER,
+    diff_ci,
+    rank_agreement,
+    sign_agreement,
+    spearman_seed_interval,
+    summarize,
+)
 
 PAPER_COLUMN = "paper top-1 (ImageNet, Hire-MLP-Small, arXiv v1)"
 PAPER_CSV_COLUMN = "paper_top1_imagenet_hiremlp_small_arxiv_v1"
 NOISE_MARK = "†"
 NOISE_NOTE = (
-    f"{NOISE_MARK} the seeds cannot tell this difference from noise "
-    "(the 95% Welch CI includes 0, or there is no CI because a side has n < 2)."
+    f"{NOISE_MARK} the seeds cannot tell this difference from noise (the 95% CI includes 0, or there is no CI "
+    "because a side has n < 2). 'No difference larger than X' states what these seeds could have seen: X is the "
+    f"difference a two-sided t test at {ALPHA:.0%} finds with {POWER:.0%} power, from the observed spread of the "
+    "per-seed differences (Welch rows: of both rows)."
 )
+CI_NOTE = (
+    "CI: 'paired' is a paired t interval over the seeds both rows ran (a seed fixes data order, augmentation and "
+    "initialisation for every row, so its shared part cancels), and Δ is then the mean of the per-seed differences "
+    "over those seeds (with unequal seed counts it need not equal the difference of the two means shown); 'Welch' "
+    "is an unpaired interval with unequal variances, used when fewer than 2 seeds match."
+)
+PAPER_RUN_NOISE = 0.16  # v1 Table 3 (4,3,3,2) with s=(1,1,1,1): 81.69; Table 4's identical row: 81.53
 METRIC_FALLBACKS = ("test_acc", "best_val_acc", "val_acc", "value")
 
 
@@ -102,6 +120,25 @@ def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
 
 
+def _per_seed(ok: pd.DataFrame, metric: str, label: str) -> dict[Any, float]:
+    """{seed: value} of a row's finished trials; a trial without a seed gets a key no other row can pair with."""
+    out: dict[Any, float] = {}
+    for i, (seed, value) in enumerate(zip(_col(ok, "seed"), _col(ok, metric), strict=True)):
+        out[("no seed", label, i) if pd.isna(seed) else int(seed)] = value
+    return out
+
+
+def expressed_mask(frame: pd.DataFrame) -> pd.Series:
+    """False for rows marked as the same network as another row at the protocol's size (an `expressed` column
+    set to False, or a non-empty `same_as`); True where the table carries no such mark."""
+    keep = pd.Series(True, index=frame.index)
+    if "expressed" in frame.columns:  # bools, or strings read back from a CSV; NaN (no mark) counts as expressed
+        keep &= ~frame["expressed"].map(lambda v: str(v).strip().lower() in ("false", "0", "0.0"))
+    if "same_as" in frame.columns:
+        keep &= frame["same_as"].map(lambda v: _text(v) is None)
+    return keep
+
+
 def summarize_study(
     df: pd.DataFrame, spec: Any | None = None, metric: str | None = None, default_row: str | None = None
 ) -> pd.DataFrame:
@@ -122,6 +159,9 @@ def summarize_study(
 
     ok_by_row = {label: _finished(df[df["row"] == label]) for label in labels}
     ref_values = _col(ok_by_row.get(default_row, df.iloc[0:0]), metric)
+    ref_seeds = _per_seed(ok_by_row.get(default_row, df.iloc[0:0]), metric, default_row)
+    paper_ref = paper.get(default_row)
+    seeds_by_row = {}
     records = []
     for label in labels:
         trials = df[df["row"] == label]
@@ -132,7 +172,8 @@ def summarize_study(
         reasons = sorted({t for r in _col(failed, "fail_reason") if (t := _text(r))})
         values = _col(ok, metric)
         s = summarize(values)
-        ci = welch_diff_ci(values, ref_values)
+        seeds_by_row[label] = _per_seed(ok, metric, label)
+        ci = diff_ci(seeds_by_row[label], ref_seeds)
         is_ref = label == default_row
         p = paper.get(label)
         rec: dict[str, Any] = {
@@ -149,6 +190,12 @@ def summarize_study(
             "ci_low": math.nan if is_ref else ci.low,
             "ci_high": math.nan if is_ref else ci.high,
             "ci_df": math.nan if is_ref else ci.df,
+            "ci_method": "" if is_ref else ci.method,
+            "ci_n_row": 0 if is_ref else ci.n_row,
+            "ci_n_ref": 0 if is_ref else ci.n_ref,
+            "ci_half_width": math.nan if is_ref else ci.half_width,
+            "detectable": math.nan if is_ref else ci.detectable(),
+            "paper_diff": float(p) - float(paper_ref) if p is not None and paper_ref is not None else math.nan,
             "indistinguishable": None if is_ref or s.n == 0 or ref_values.notna().sum() == 0
             else ci.indistinguishable,
             "params_M": _col(ok, "params").mean() / 1e6,
@@ -164,10 +211,24 @@ def summarize_study(
             rec[f"na@{size}"] = "; ".join(na) if na else None
         records.append(rec)
     out = pd.DataFrame.from_records(records)
-    ra = rank_agreement(out.loc[out["in_paper"], "paper_top1"], out.loc[out["in_paper"], "mean"])
-    out.attrs.update(metric=metric, default_row=default_row, sizes=sizes, rank=ra,
+    out.attrs.update(metric=metric, default_row=default_row, sizes=sizes, seeds_by_row=seeds_by_row,
                      study=getattr(spec, "name", None), paper_table=getattr(spec, "paper_table", None))
+    add_agreement(out)
     return out
+
+
+def add_agreement(summary: pd.DataFrame) -> None:
+    """Rank agreement (with its seed-resampling interval) and sign agreement with the paper, into `attrs`.
+
+    Rows marked as the same network as another row are left out: they measure nothing of their own. Call again
+    after adding such marks to a summary."""
+    both = summary[summary["in_paper"] & expressed_mask(summary)]
+    seeds = summary.attrs.get("seeds_by_row", {})
+    summary.attrs["rank"] = rank_agreement(both["paper_top1"], both["mean"])
+    summary.attrs["rank_interval"] = spearman_seed_interval(both["paper_top1"], [seeds.get(r, {}) for r in both["row"]])
+    others = both[~both["is_default"]]
+    summary.attrs["signs"] = sign_agreement(list(others["row"]), list(others["ci_low"]), list(others["ci_high"]),
+                                            list(others["paper_diff"]), PAPER_RUN_NOISE)
 
 
 def _num(x: float, digits: int = 2) -> str:
@@ -203,7 +264,19 @@ def _diff_cell(rec: pd.Series) -> str:
     text = _signed(rec["diff"])
     text += f" [{_signed(rec['ci_low'])}, {_signed(rec['ci_high'])}]" if not math.isnan(rec["ci_low"]) else \
         " (no CI: n < 2)"
-    return text + (f" {NOISE_MARK}" if rec["indistinguishable"] else "")
+    if not rec["indistinguishable"]:
+        return text
+    text += f" {NOISE_MARK}"
+    return text + (f" no difference larger than {rec['detectable']:.2f} points"
+                   if not math.isnan(rec["detectable"]) else "")
+
+
+def _ci_cell(rec: pd.Series) -> str:
+    if rec["is_default"] or rec["ci_method"] in ("", "none"):
+        return "—"
+    if rec["ci_method"] == "paired":
+        return f"paired, {rec['ci_n_row']} seeds"
+    return f"Welch, {rec['ci_n_row']} vs {rec['ci_n_ref']} seeds"
 
 
 def display_table(summary: pd.DataFrame) -> DisplayTable:
@@ -224,6 +297,8 @@ def display_table(summary: pd.DataFrame) -> DisplayTable:
             f"ours: {metric} (%), mean ± std": ours,
             "n seeds": str(rec["n"]),
             f"Δ vs default '{default}' (95% CI)": _diff_cell(rec),
+            "CI": _ci_cell(rec),
+            f"detectable Δ ({POWER:.0%} power)": "—" if rec["is_default"] else _num(rec["detectable"]),
             "params (M)": _magnitude(rec["params_M"]),
             "MACs (G)": _magnitude(rec["macs_G"]),
             "images/s": _magnitude(rec["images_per_s"]),
@@ -241,6 +316,7 @@ def display_table(summary: pd.DataFrame) -> DisplayTable:
         table.frame = table.frame.drop(columns=PAPER_COLUMN)
         table.notes.append("This study has no counterpart in the paper's tables, so there is no paper column.")
     table.notes.append(NOISE_NOTE)
+    table.notes.append(CI_NOTE)
     if (summary["n"] == 1).any():
         table.notes.append("Rows with n < 2 seeds show no std and no CI.")
     return table
@@ -254,11 +330,30 @@ def rank_sentence(summary: pd.DataFrame, protocol_note: str | None = None) -> st
     )
     if math.isnan(ra.spearman):
         return (f"Rank agreement with the paper not computed: {ra.n} row(s) have both a paper number and our "
-                f"mean (need at least 3 with distinct values). Protocols differ ({caveat}).")
+                f"mean (need at least 3 with distinct values). Protocols differ ({caveat})." + sign_sentence(summary))
+    ri = summary.attrs.get("rank_interval")
+    interval = ("" if ri is None or math.isnan(ri.low) else
+                f"; {ri.level:.0%} interval from resampling our seeds ({ri.n_boot} resamples): "
+                f"[{_signed(ri.low)}, {_signed(ri.high)}]")
     return (f"Agreement of our row ordering with the paper's over n = {ra.n} rows: Spearman ρ = {ra.spearman:.2f} "
-            f"(p = {ra.spearman_p:.2g}), Kendall τ = {ra.kendall:.2f} (p = {ra.kendall_p:.2g}). "
+            f"(p = {ra.spearman_p:.2g}{interval}), Kendall τ = {ra.kendall:.2f} (p = {ra.kendall_p:.2g}). "
             f"Protocols differ ({caveat}), so this compares orderings only, and with {ra.n} rows and the "
-            "paper's own run-to-run noise (about 0.15 points, v1 Tables 3 vs 4) it is weak evidence either way.")
+            f"paper's own run-to-run noise (about {PAPER_RUN_NOISE} points, v1 Tables 3 vs 4, which the interval "
+            "does not include) it is weak evidence either way." + sign_sentence(summary))
+
+
+def sign_sentence(summary: pd.DataFrame) -> str:
+    """How many rows that both tables resolve point the same way as the paper's (leading space; '' without it)."""
+    sa = summary.attrs.get("signs")
+    if sa is None:
+        return ""
+    rule = (f"a row resolves when our 95% CI excludes 0 and the paper's difference to its default exceeds "
+            f"{PAPER_RUN_NOISE} points (the paper's own disagreement on one setting)")
+    if sa.both_resolve == 0:
+        return f" Signs: no row resolves in both tables ({rule})."
+    wrong = f"; disagreeing: {', '.join(sa.disagreeing)}" if sa.disagreeing else ""
+    return (f" Signs: {sa.agree} of {sa.both_resolve} rows that both tables resolve agree with the paper "
+            f"({', '.join(sa.rows)}{wrong}; {rule}).")
 
 
 def to_csv_frame(summary: pd.DataFrame) -> pd.DataFrame:
@@ -285,7 +380,7 @@ _LATEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "−": r"$-$",
     "Δ": r"$\Delta$", "†": r"$^\dagger$", "ρ": r"$\rho$", "τ": r"$\tau$", "—": "---", "≈": r"$\approx$",
-    "<": r"$<$", ">": r"$>$",
+    "<": r"$<$", ">": r"$>$", "≤": r"$\leq$", "≥": r"$\geq$",
 }
 
 

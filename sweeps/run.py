@@ -3,6 +3,7 @@
     python sweeps/run.py --list
     python sweeps/run.py --study padding                      # cifar10 on a GPU, smoke on a CPU
     python sweeps/run.py --study padding --protocol smoke --seeds 3 --rows zero,circular
+    python sweeps/run.py --study padding --target-ci 0.3 --max-seeds 10   # seeds until each CI is that narrow
     python sweeps/run.py --study region_size --protocol cifar10 --seeds 3 --workers 4 --dry-run
     python sweeps/run.py --study recipe --protocol cifar10 --trials 40 --storage postgresql://me@db/optuna
 
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,12 +32,17 @@ from ablations import STUDIES, Study, get_study  # noqa: E402
 from ablations.distinct_rows import dry_run_text as mixing_dry_run_text  # noqa: E402
 from lightning_modules.options import add_field_options, values_of  # noqa: E402
 from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
-from sweeps import cost, grid, results, tune, worker  # noqa: E402
+from sweeps import adaptive, cost, grid, results, tune, worker  # noqa: E402
 from sweeps.protocols import PROTOCOLS, default_protocol_name, get_protocol, with_overrides  # noqa: E402
 from sweeps.storage import StorageError, open_storage  # noqa: E402
 from sweeps.trainers import resolve_trainer  # noqa: E402
 
+if TYPE_CHECKING:
+    from analysis.seed_rule import SeedRule
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SEEDS = 3  # fewer leaves no interval (1) or a nearly useless one (2: t quantile 12.7)
+DEFAULT_MAX_SEEDS = 10
 
 
 class UsageError(Exception):
@@ -48,7 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--list", action="store_true", help="list the studies and exit")
     p.add_argument("--study", help="study name (see --list)")
     p.add_argument("--protocol", help=f"{' | '.join(PROTOCOLS)} (default: cifar10 with a GPU, smoke without)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per row (default 1; tune studies: ignored)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"seeds per row (default {DEFAULT_SEEDS}; with --target-ci the first seeds; tune: ignored)")
+    p.add_argument("--target-ci", type=float, metavar="H",
+                   help="after the first seeds, add seeds to each row whose 95%% CI for the difference to the default "
+                        "row has a half-width above H points, until it is <= H or --max-seeds")
+    p.add_argument("--max-seeds", type=int, help=f"--target-ci: most seeds per row (default {DEFAULT_MAX_SEEDS})")
     p.add_argument("--rows", help="comma-separated subset of the study's rows")
     p.add_argument("--trials", type=int, help="tune studies: trial budget (default: the study's)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (GPUs are shared round-robin)")
@@ -123,11 +135,34 @@ def resolve(args: argparse.Namespace):
         for r in rows:
             if r not in study.labels:
                 raise UsageError(f"unknown row {r!r} for study {study.name!r}; allowed: {', '.join(study.labels)}")
-    seeds = 1 if args.seeds is None else args.seeds
+    seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
     if seeds < 1 or (args.workers or 0) < 1:
         raise UsageError("--seeds and --workers must be >= 1")
     eval_sizes = _int_list(args.eval_sizes, "--eval-sizes") if args.eval_sizes else study.eval_sizes
     return study, protocol, rows, seeds, eval_sizes
+
+
+def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: int) -> SeedRule | None:
+    """The --target-ci rule, or None for a fixed seed count; UsageError naming the flag on bad input."""
+    if args.target_ci is None:
+        if args.max_seeds is not None:
+            raise UsageError("--max-seeds only applies with --target-ci H")
+        return None
+    if study.kind != "table":
+        raise UsageError(f"--target-ci applies to table studies; {study.name!r} is a tuning study")
+    if not (args.target_ci > 0 and args.target_ci < float("inf")):
+        raise UsageError(f"--target-ci must be a positive number of points, got {args.target_ci}")
+    if seeds < 2:
+        raise UsageError(f"--target-ci needs --seeds >= 2 (an interval needs 2 seeds), got {seeds}")
+    max_seeds = DEFAULT_MAX_SEEDS if args.max_seeds is None else args.max_seeds
+    if max_seeds < seeds:
+        raise UsageError(f"--max-seeds must be >= --seeds ({seeds}), got {max_seeds}")
+    if study.default_row not in rows:
+        raise UsageError(f"--target-ci measures every row against the default row {study.default_row!r}; "
+                         f"add it to --rows")
+    from analysis.seed_rule import SeedRule  # scipy: loaded only when a rule is used
+
+    return SeedRule(args.target_ci, seeds, max_seeds, study.default_row, tuple(rows))
 
 
 def find_data_dir(args: argparse.Namespace, dataset: str) -> Path | None:
@@ -173,12 +208,14 @@ def run_folder(runs_dir: Path, study: Study, label: str, name: str) -> Path:
     return folder
 
 
-def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_trials: int, name: str) -> None:
+def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_trials: int, name: str,
+            runs_dir: Path = Path("runs"), rule: SeedRule | None = None) -> None:
     print(f"study {study.name} ({study.paper_table or 'beyond the paper'}): {study.description}")
     print(f"protocol {protocol.name}: {protocol.description}")
     print(f"optuna study: {name}")
     if study.kind == "table":
-        print(f"grid: {len(rows)} rows x {seeds} seed(s) = {len(rows) * seeds} trials")
+        print(f"grid: {len(rows)} rows x {seeds} seed(s) = {len(rows) * seeds} trials"
+              + (f", then up to {rule.max_seeds} seeds per row by --target-ci {rule.target_ci:g}" if rule else ""))
     else:
         print(f"tune: {n_trials} trials of row {rows[0]!r}, TPE {dict(study.sampler)}, MedianPruner "
               f"{dict(study.pruner)}; search space: {', '.join(study.search_space)}")
@@ -196,6 +233,15 @@ def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_t
           f"summed over the trials")
     print(f"time: ~{cost.human_time(est.seconds)} of one device (rough: {est.throughput_note}; data loading and "
           f"compilation not included; per-trial start-up (Lightning, data, first steps) dominates tiny smoke runs)")
+    if study.kind == "table":
+        from analysis.planning import plan_text
+
+        print(plan_text(runs_dir, study.name, protocol_label(protocol, name), _recipe(protocol), seeds,
+                        rule and rule.target_ci, rule and rule.max_seeds))
+
+
+def _recipe(protocol) -> dict:
+    return {k: v for k, v in dataclasses.asdict(protocol).items() if k not in ("description", "device")}
 
 
 def spawn_workers(n: int, argv: list[str]) -> int:
@@ -277,8 +323,9 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     n_trials = args.trials or study.n_trials
     spec = grid.spec(study, protocol)
     name = grid.study_name(spec)
+    rule = seed_rule(args, study, rows, seeds)
     if args.dry_run:
-        dry_run(study, protocol, rows, seeds, eval_sizes, n_trials, name)
+        dry_run(study, protocol, rows, seeds, eval_sizes, n_trials, name, args.runs_dir, rule)
         return 0
     try:
         trainer = resolve_trainer(args.trainer)
@@ -296,10 +343,12 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         ostudy.set_user_attr("spec", spec)
     sweep = worker.Sweep(study=study, protocol=protocol, ostudy=ostudy, folder=folder,
                          todo=grid.cells(rows, seeds), trainer=trainer, eval_sizes=tuple(eval_sizes),
-                         data_dir=data_dir, download=args.download, n_trials=n_trials, log=log)
+                         data_dir=data_dir, download=args.download, n_trials=n_trials, log=log, seed_rule=rule)
     if args.as_worker:
         worker.work(sweep)
         return 0
+    if rule is not None:
+        adaptive.record(ostudy, folder, rule)
 
     where = args.storage or str(folder / "optuna.journal")
     log(f"{study.name} on {label}: Optuna study {name} in {where}; run folder {folder}")
@@ -307,8 +356,9 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if study.kind == "table":
         status = grid.status(ostudy, sweep.todo)
         done = sum(t is not None and t.state == optuna.trial.TrialState.COMPLETE for t in status.values())
-        log(f"{len(sweep.todo)} cells ({len(rows)} rows x {seeds} seeds): {done} done, "
-            f"{len(sweep.todo) - done} to run")
+        shape = f"{len(rows)} rows x {seeds} seeds" if rule is None else \
+            f"{len(rows)} rows, --target-ci {rule.target_ci:g}"
+        log(f"{len(sweep.todo)} cells ({shape}): {done} done, {len(sweep.todo) - done} to run")
     if args.workers > 1:
         spawn_workers(args.workers, argv)
     else:
@@ -318,6 +368,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
 
 def finish(sweep: worker.Sweep, args: argparse.Namespace) -> int:
     """Write results.csv, print the table, and say which cells have no result (exit 1 if any)."""
+    adaptive.update_todo(sweep)
     results.write_results_csv(sweep.ostudy, sweep.study.name, sweep.protocol.name, sweep.folder / "results.csv")
     report(sweep.study, sweep.folder.name[len(sweep.study.name) + 1:], sweep.folder)
     State = optuna.trial.TrialState
@@ -331,6 +382,8 @@ def finish(sweep: worker.Sweep, args: argparse.Namespace) -> int:
         return 0 if used >= sweep.n_trials and trials else 1
     bad = {c: t for c, t in grid.status(sweep.ostudy, sweep.todo).items()
            if t is None or t.state != State.COMPLETE}
+    if sweep.seed_rule is not None:
+        log(adaptive.summary_line(sweep.ostudy, sweep.seed_rule))
     if not bad:
         log(f"all {len(sweep.todo)} cells complete; results: {sweep.folder / 'results.csv'}")
         return 0

@@ -14,17 +14,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import Study
-from sweeps import grid, recovery, results, tune
+from sweeps import adaptive, grid, recovery, results, tune
 from sweeps.grid import Cell
 from sweeps.protocols import Protocol, with_overrides
 from sweeps.trainers import Trainer, TrialJob
 
+if TYPE_CHECKING:
+    from analysis.seed_rule import SeedRule
+
+POLL_S = float(os.environ.get("SWEEP_POLL_S", 5))  # how often an idle worker looks for new cells
 RESULT_KEYS = ("val_acc", "best_val_acc", "test_acc", "test_loss", "params", "macs", "images_per_s", "wall_s",
                "epochs_run")
 
@@ -45,6 +50,7 @@ class Sweep:
     n_trials: int = 0  # tune studies: the trial budget
     seed: int = 0  # tune studies: the training seed of every trial
     log: Callable[[str], None] = print
+    seed_rule: SeedRule | None = None  # --target-ci: `todo` follows the rule's decisions
 
 
 # ----------------------------------------------------------------------------------------------- bookkeeping
@@ -73,6 +79,8 @@ def prepare(sweep: Sweep, enqueue: bool) -> None:
     with grid.grid_lock(sweep.folder):
         recover(sweep)
         if enqueue and sweep.study.kind == "table":
+            if sweep.seed_rule is not None:
+                adaptive.extend(sweep)
             added = grid.enqueue_missing(sweep.ostudy, sweep.todo, recovery.is_live)
             if added:
                 sweep.log(f"queued {len(added)} cell(s): {', '.join(c.key for c in added)}")
@@ -92,6 +100,8 @@ def tune_budget_used(ostudy: optuna.Study) -> int:
 def next_trial(sweep: Sweep) -> optuna.Trial | None:
     with grid.grid_lock(sweep.folder):
         recover(sweep)
+        if sweep.seed_rule is not None:
+            adaptive.extend(sweep)
         intent = sweep.folder / ".claiming"
         intent.write_text(f"{recovery.HOST} {os.getpid()}\n")
         if sweep.study.kind == "table":
@@ -115,7 +125,7 @@ def others_running(sweep: Sweep) -> list[FrozenTrial]:
 
 # ----------------------------------------------------------------------------------------------- the loop
 
-def work(sweep: Sweep, poll_s: float = 5.0) -> None:
+def work(sweep: Sweep, poll_s: float = POLL_S) -> None:
     """Run trials until nothing is queued and no other worker holds a cell of this sweep."""
     waiting_msg, frozen = "", False
     try:

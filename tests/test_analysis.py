@@ -16,7 +16,7 @@ import torch
 from analysis import figures
 from analysis.load import LoadError, load_curves, load_optuna, load_study, tidy
 from analysis.report import report_study
-from analysis.stats import rank_agreement, summarize, welch_diff_ci
+from analysis.stats import paired_detectable_difference, rank_agreement, summarize, welch_diff_ci
 from analysis.synthetic import write_synthetic_study
 from analysis.tables import (
     NOISE_MARK,
@@ -32,6 +32,7 @@ from analysis.tables import (
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975_DF4 = 2.7764451051977987  # Student t 97.5% quantile, 4 degrees of freedom
+T_975_DF2 = 4.302652729749464  # ... and 2 degrees of freedom
 
 
 def _spec() -> SimpleNamespace:
@@ -43,10 +44,10 @@ def _spec() -> SimpleNamespace:
 
 
 def _trials() -> pd.DataFrame:
-    """zero: 80/81/82, circular: 82/83/84, reflect: one seed (79) + one failed seed, replicate: not run,
-    extra: a row the paper does not have; circular seed 2 crashed once and was retried."""
+    """zero: 80/81/82, circular: 82/84/83 (per-seed differences -2, -3, -1), reflect: one seed (79) + one failed
+    seed, replicate: not run, extra: a row the paper does not have; circular seed 2 crashed once and was retried."""
     recs = []
-    for row, accs in (("zero", (80, 81, 82)), ("circular", (82, 83, 84)), ("reflect", (79,)), ("extra", (70, 72))):
+    for row, accs in (("zero", (80, 81, 82)), ("circular", (82, 84, 83)), ("reflect", (79,)), ("extra", (70, 72))):
         for seed, acc in enumerate(accs):
             recs.append({"row": row, "seed": seed, "state": "COMPLETE", "test_acc": acc, "params": 2_000_000,
                          "macs": 5e7, "images_per_s": 100.0 * (seed + 1)})
@@ -109,8 +110,12 @@ def test_summary_order_statistics_and_status():
     assert s.loc["zero", "n"] == 3 and s.loc["zero", "mean"] == 81.0 and s.loc["zero", "std"] == 1.0
     assert s.loc["circular", "n"] == 3 and s.loc["circular", "status"] == "ok"  # retried crash is not a failure
     assert s.loc["zero", "diff"] == pytest.approx(-2.0)
-    assert s.loc["zero", "ci_low"] == pytest.approx(-2.0 - T_975_DF4 * math.sqrt(2 / 3))
+    assert s.loc["zero", "ci_method"] == "paired" and s.loc["zero", "ci_n_row"] == 3  # same seeds: paired
+    assert s.loc["zero", "ci_low"] == pytest.approx(-2.0 - T_975_DF2 * 1.0 / math.sqrt(3))  # sd of differences 1
+    assert s.loc["zero", "ci_half_width"] == pytest.approx(T_975_DF2 / math.sqrt(3))
+    assert s.loc["zero", "detectable"] == pytest.approx(paired_detectable_difference(1.0, 3))
     assert s.loc["zero", "indistinguishable"]
+    assert s.loc["zero", "paper_diff"] == pytest.approx(81.59 - 81.78)
     assert s.loc["circular", "is_default"] and s.loc["circular", "diff"] == 0.0
     assert s.loc["reflect", "n"] == 1 and s.loc["reflect", "n_failed"] == 1
     assert s.loc["reflect", "status"] == "1 ok, 1 failed"
@@ -131,7 +136,8 @@ def test_display_table_shows_n_noise_marks_and_missing_rows():
     ours = next(c for c in f.columns if c.startswith("ours:"))
     delta = next(c for c in f.columns if c.startswith("Δ"))
     assert f.loc["zero", ours] == "81.00 ± 1.00" and f.loc["zero", "n seeds"] == "3"
-    assert f.loc["zero", delta] == "−2.00 [−4.27, +0.27] " + NOISE_MARK
+    assert f.loc["zero", delta] == "−2.00 [−4.48, +0.48] " + NOISE_MARK + " no difference larger than 3.26 points"
+    assert f.loc["zero", "CI"] == "paired, 3 seeds" and f.loc["zero", "detectable Δ (80% power)"] == "3.26"
     assert f.loc["reflect", delta] == "−4.00 (no CI: n < 2) " + NOISE_MARK
     assert f.loc["circular (default)", delta] == "reference"
     assert f.loc["replicate", ours] == "not run" and f.loc["replicate", PAPER_COLUMN] == "81.42"
@@ -148,7 +154,7 @@ def test_markdown_and_latex_hold_the_values():
     assert "1. failure reason (reflect): NaN loss at epoch 3" in md
     tex = to_latex(table, caption="padding_study 100%", label="tab:padding")
     for needle in (r"\toprule", r"\midrule", r"\bottomrule", r"81.00 $\pm$ 1.00", r"\caption{padding\_study 100\%}",
-                   r"$-$2.00 [$-$4.27, +0.27] $^\dagger$", r"ours: test\_acc (\%)"):
+                   r"$-$2.00 [$-$4.48, +0.48] $^\dagger$", r"ours: test\_acc (\%)"):
         assert needle in tex, needle
     assert "±" not in tex and "−" not in tex
 

@@ -68,7 +68,7 @@ def test_resolution_smoke_sweep_writes_per_size_accuracies_and_the_figure(tmp_pa
     runs = tmp_path / "runs"
     cmd = [sys.executable, str(REPO / "sweeps" / "run.py"), "--study", "resolution", "--protocol", "smoke",
            "--train-subset", "128", "--eval-subset", "64", "--batch-size", "32", "--epochs", "1",
-           "--eval-sizes", "8,24,32,40", "--data-dir", str(DATA), "--runs-dir", str(runs)]
+           "--eval-sizes", "8,24,32,40", "--seeds", "1", "--data-dir", str(DATA), "--runs-dir", str(runs)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (results,) = runs.glob("resolution-smoke*/results.csv")

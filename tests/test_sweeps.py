@@ -39,7 +39,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # ----------------------------------------------------------------------------------------------- helpers
 
 def fake_args(runs: Path, *extra: str, study: str = "padding") -> list[str]:
-    return ["--study", study, "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(runs), *extra]
+    """One seed per row unless `extra` says otherwise (the CLI's default is 3)."""
+    seeds = [] if "--seeds" in extra else ["--seeds", "1"]
+    return ["--study", study, "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(runs), *seeds, *extra]
 
 
 def runs_log(path: Path) -> tuple[Counter, Counter, set]:
@@ -389,7 +391,7 @@ def _has_user(name: str) -> bool:
 def _real_sweep(runs: Path, storage: str | None, rows: tuple[str, ...]) -> None:
     """padding on smoke (tiny subset): SIGKILL after the first finished trial, restart with two workers."""
     args = ["--study", "padding", "--protocol", "smoke", "--train-subset", "64", "--eval-subset", "64",
-            "--batch-size", "32", "--epochs", "1", "--data-dir", str(DATA), "--runs-dir", str(runs),
+            "--batch-size", "32", "--epochs", "1", "--seeds", "1", "--data-dir", str(DATA), "--runs-dir", str(runs),
             "--rows", ",".join(rows)]
     if storage:
         args += ["--storage", storage]

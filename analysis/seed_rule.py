@@ -1,0 +1,162 @@
+"""Seeds until the answer is clear (`sweeps/run.py --target-ci H`): the rule, as a function of finished results.
+
+Every row runs `min_seeds` seeds. A row whose 95% CI for the difference to the default row has a half-width above H
+gets its next seed, one at a time, until the half-width is at or below H or the row has `max_seeds`. The default
+row runs as many seeds as the row with the most, so that every difference stays paired. The rule reads the
+interval's width only, never its sign or whether it excludes 0, so stopping does not select for a direction or for
+significance.
+
+`decide` is a pure function of the finished (row, seed) -> value results, and a row's next seed is decided only once
+all of its earlier seeds (and the default row's) have finished; so the seed counts do not depend on the order in
+which cells finished, on how many workers ran them, or on a crash and restart in between. The sweep (`sweeps/
+adaptive.py`) turns the decision into grid cells; the report uses the same function to say why each row stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from analysis.stats import diff_ci
+
+RULE_FILE = "seed_rule.json"
+
+
+@dataclass(frozen=True)
+class SeedRule:
+    """What `--target-ci` asked for: half-width target (points), first and last seed counts, over which rows."""
+
+    target_ci: float
+    min_seeds: int
+    max_seeds: int
+    default_row: str
+    rows: tuple[str, ...]
+    metric: str = "test_acc"
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not (self.target_ci > 0 and math.isfinite(self.target_ci)):
+            raise ValueError(f"target half-width must be a positive number of points, got {self.target_ci}")
+        if self.min_seeds < 2:
+            raise ValueError(f"an interval needs at least 2 seeds per row, got {self.min_seeds}")
+        if self.max_seeds < self.min_seeds:
+            raise ValueError(f"max seeds ({self.max_seeds}) is below the first seeds ({self.min_seeds})")
+        if self.default_row not in self.rows:
+            raise ValueError(f"the default row {self.default_row!r} must be among the rows {list(self.rows)}")
+
+    def describe(self) -> str:
+        """The rule in one sentence, for the report and the logs."""
+        return (f"every row ran {self.min_seeds} seeds; a row whose {self.level:.0%} CI for the difference to "
+                f"'{self.default_row}' had a half-width above {self.target_ci:g} points got one more seed at a time, "
+                f"up to {self.max_seeds} (the default row runs as many seeds as the row with the most); the rule "
+                "looks at the interval's width only, never at its sign or significance")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "rows": list(self.rows)}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> SeedRule:
+        return cls(**{**data, "rows": tuple(data["rows"])})
+
+
+@dataclass(frozen=True)
+class RowDecision:
+    """Where a row stands under the rule: the seeds it gets (so far) and why.
+
+    `state`: "reference" (the default row), "clear" (half-width <= target), "max seeds" (stopped at the cap),
+    "more seeds" (its last decision asked for another seed, which has not finished). `half_width` is the one of that
+    last decision (NaN before any).
+    """
+
+    row: str
+    seeds: int
+    state: str
+    half_width: float
+
+    def describe(self, rule: SeedRule) -> str:
+        hw = "no interval yet" if math.isnan(self.half_width) else f"half-width {self.half_width:.2f}"
+        if self.state == "reference":
+            return f"{self.seeds} seeds (reference)"
+        if self.state == "clear":
+            return f"{self.seeds} seeds ({hw} <= {rule.target_ci:g})"
+        if self.state == "max seeds":
+            return f"{self.seeds} seeds (stopped at --max-seeds; {hw})"
+        return f"{self.seeds} seeds so far (waiting for seed {self.seeds - 1}; {hw} > {rule.target_ci:g})"
+
+
+def decide(values: Mapping[str, Mapping[int, float]], rule: SeedRule) -> dict[str, RowDecision]:
+    """The seed count of every row of `rule.rows` given the finished results `values[row][seed]`."""
+    ref = values.get(rule.default_row, {})
+    seeds = {r: rule.min_seeds for r in rule.rows}
+    last: dict[str, tuple[str, float]] = {}
+    for row in rule.rows:
+        if row == rule.default_row:
+            continue
+        mine = values.get(row, {})
+        state, hw = "more seeds", math.nan
+        while True:
+            k = seeds[row]
+            if any(s not in mine or s not in ref for s in range(k)):
+                break  # the next decision waits for these seeds
+            hw = diff_ci({s: mine[s] for s in range(k)}, {s: ref[s] for s in range(k)}, rule.level).half_width
+            if hw <= rule.target_ci:
+                state = "clear"
+                break
+            if k >= rule.max_seeds:
+                state = "max seeds"
+                break
+            seeds[row] = k + 1
+        last[row] = (state, hw)
+    seeds[rule.default_row] = max(seeds.values())
+    out = {}
+    for row in rule.rows:
+        state, hw = last.get(row, ("reference", math.nan))
+        out[row] = RowDecision(row, seeds[row], state, hw)
+    return out
+
+
+def finished(decisions: Mapping[str, RowDecision]) -> bool:
+    """True when no row waits for a decision (every seed asked for may still be running)."""
+    return all(d.state != "more seeds" for d in decisions.values())
+
+
+def write_rule(folder: Path, rule: SeedRule) -> None:
+    """Record the rule beside the results (atomic), so the report can state it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{RULE_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(rule.to_json(), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, folder / RULE_FILE)
+
+
+def read_rule(folder: Path) -> SeedRule | None:
+    """The rule the last `--target-ci` invocation recorded in `folder`, or None (a fixed seed count)."""
+    path = Path(folder) / RULE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return SeedRule.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def seeds_sentence(rule: SeedRule | None, values: Mapping[str, Mapping[int, float]], rows: Sequence[str],
+                   counts: Mapping[str, int]) -> str:
+    """What the report says about seeds: a fixed count, or the rule and what it gave each row."""
+    if rule is None:
+        distinct = sorted({int(counts[r]) for r in rows if counts.get(r)})
+        if not distinct:
+            return "Seeds: no finished trials yet."
+        if len(distinct) == 1:
+            return f"Seeds: a fixed {distinct[0]} per row (no --target-ci rule was used)."
+        return ("Seeds: a fixed count chosen on the command line, not a stopping rule; per row: "
+                + ", ".join(f"{r} {counts.get(r, 0)}" for r in rows) + ".")
+    decisions = decide(values, rule)
+    parts = [f"{r}: {decisions[r].describe(rule)}" + (f", {counts[r]} in the table" if counts.get(r, 0) !=
+                                                       decisions[r].seeds else "")
+             for r in rule.rows if r in decisions]
+    return (f"Seeds were chosen by `--target-ci {rule.target_ci:g} --max-seeds {rule.max_seeds}`: {rule.describe()}. "
+            "Per row: " + "; ".join(parts) + ".")
