@@ -4,10 +4,12 @@ from .cifar import SPECS, CifarArrays, DatasetError, UnofficialArchiveWarning, d
 from .classifier import RECIPE_DEFAULTS, DivergedError, HireMLPClassifier
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule
 from .gpu_loader import GpuBatches
-from .run import EpochMetrics, RunConfig, run
+from .epoch_metrics import EpochMetrics
+from .progress import EpochProgress
+from .run import RunConfig, run
 
 __all__ = [
     "CIFAR10DataModule", "CIFAR100DataModule", "CIFARDataModule", "CifarArrays", "DatasetError", "DivergedError",
-    "EpochMetrics", "GpuBatches", "HireMLPClassifier", "RECIPE_DEFAULTS", "RunConfig", "SPECS",
+    "EpochMetrics", "EpochProgress", "GpuBatches", "HireMLPClassifier", "RECIPE_DEFAULTS", "RunConfig", "SPECS",
     "UnofficialArchiveWarning", "default_data_dir", "load_cifar", "run",
 ]

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import hiremlp
 
 from .classifier import DivergedError
+from .progress import PROGRESS_MODES
 from .run import RunConfig, default_run_dir, run
 
 _RUN_ONLY = {"model_overrides"}
@@ -51,6 +52,16 @@ def _sizes(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 24,28,32, got {text!r}") from None
 
 
+def _progress(text: str) -> str:
+    low = text.strip().lower()
+    if low in PROGRESS_MODES:
+        return low
+    try:
+        return "auto" if _bool(low) else "off"
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(PROGRESS_MODES)}, got {text!r}") from None
+
+
 def _auto_bool(text: str) -> bool | str:
     return "auto" if text.strip().lower() == "auto" else _bool(text)
 
@@ -73,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _RUN_TYPES.get(f.name) or (_bool if isinstance(default, bool) else type(default))
         flag = "--" + f.name.replace("_", "-")
         if f.name == "progress":
-            run_group.add_argument(flag, type=_bool, default=True, help="progress bar (default true)")
+            run_group.add_argument(flag, type=_progress, default="auto",
+                                   help="auto (default): a bar on a terminal, a line per epoch otherwise; "
+                                        "bar, lines or off")
             continue
         run_group.add_argument(flag, type=kind, default=default, help=f"default {default!r}")
     model_group = p.add_argument_group("model (HireMLPConfig fields, default: the preset's)")
