@@ -3,8 +3,8 @@
 from .cifar import SPECS, CifarArrays, DatasetError, UnofficialArchiveWarning, default_data_dir, load_cifar
 from .classifier import RECIPE_DEFAULTS, DivergedError, HireMLPClassifier
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule
-from .gpu_loader import GpuBatches
 from .epoch_metrics import EpochMetrics
+from .gpu_loader import GpuBatches
 from .progress import EpochProgress
 from .run import RunConfig, run
 

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the repo importable
@@ -27,12 +28,13 @@ if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the 
 import optuna  # noqa: E402
 
 from ablations import STUDIES, Study, get_study  # noqa: E402
-from sweeps import cost, grid, results, tune, worker  # noqa: E402
+from sweeps import cost, grid, progress, results, tune, worker  # noqa: E402
 from sweeps.protocols import PROTOCOLS, default_protocol_name, get_protocol, with_overrides  # noqa: E402
 from sweeps.storage import StorageError, open_storage  # noqa: E402
 from sweeps.trainers import resolve_trainer  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+OBJECTIVE = "val_acc"  # the value every trial reports per epoch and is told at the end (percent)
 
 
 class UsageError(Exception):
@@ -54,6 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: $HIREMLP_DATA, ...)")
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a cost estimate, run nothing")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep each trial's last checkpoint after it completes (default: removed)")
+    p.add_argument("--logger", default="none",
+                   help="Lightning loggers per trial: none (default) or a comma-separated list of csv, "
+                        "tensorboard, wandb, mlflow")
     g = p.add_argument_group("protocol overrides (a changed recipe is a new Optuna study)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--lr", type=float)
@@ -125,6 +132,13 @@ def resolve(args: argparse.Namespace):
     if seeds < 1 or (args.workers or 0) < 1:
         raise UsageError("--seeds and --workers must be >= 1")
     eval_sizes = _int_list(args.eval_sizes, "--eval-sizes") if args.eval_sizes else study.eval_sizes
+    if args.logger.strip().lower() not in ("", "none"):
+        from lightning_modules.loggers import parse_loggers  # imports Lightning: only when a logger is asked for
+
+        try:
+            parse_loggers(args.logger)
+        except ValueError as e:
+            raise UsageError(f"--logger: {e}") from None
     return study, protocol, rows, seeds, eval_sizes
 
 
@@ -290,21 +304,31 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                                  pruner=tune.make_pruner(study, protocol.epochs))
     if ostudy.user_attrs.get("spec") != spec:
         ostudy.set_user_attr("spec", spec)
+    if ostudy.metric_names != [OBJECTIVE]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ostudy.set_metric_names([OBJECTIVE])
+    run_options = {"keep_checkpoint": args.keep_checkpoints, "logger": args.logger}
     sweep = worker.Sweep(study=study, protocol=protocol, ostudy=ostudy, folder=folder,
                          todo=grid.cells(rows, seeds), trainer=trainer, eval_sizes=tuple(eval_sizes),
-                         data_dir=data_dir, download=args.download, n_trials=n_trials, log=log)
+                         data_dir=data_dir, download=args.download, n_trials=n_trials, log=log,
+                         run_options={k: v for k, v in run_options.items() if v not in (False, "none")})
     if args.as_worker:
         worker.work(sweep)
         return 0
 
     where = args.storage or str(folder / "optuna.journal")
     log(f"{study.name} on {label}: Optuna study {name} in {where}; run folder {folder}")
+    shown = where if args.storage or not folder.is_relative_to(Path.cwd()) else str(Path(where).relative_to(Path.cwd()))
+    log(f"live curves: optuna-dashboard {shown}")
     worker.prepare(sweep, enqueue=True)
     if study.kind == "table":
         status = grid.status(ostudy, sweep.todo)
         done = sum(t is not None and t.state == optuna.trial.TrialState.COMPLETE for t in status.values())
         log(f"{len(sweep.todo)} cells ({len(rows)} rows x {seeds} seeds): {done} done, "
             f"{len(sweep.todo) - done} to run")
+        if done:
+            log(progress.progress_line(ostudy, sweep.todo))
     if args.workers > 1:
         spawn_workers(args.workers, argv)
     else:
@@ -315,6 +339,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
 def finish(sweep: worker.Sweep, args: argparse.Namespace) -> int:
     """Write results.csv, print the table, and say which cells have no result (exit 1 if any)."""
     results.write_results_csv(sweep.ostudy, sweep.study.name, sweep.protocol.name, sweep.folder / "results.csv")
+    results.write_curves_csv(sweep.ostudy, sweep.folder / "curves.csv")
     report(sweep.study, sweep.folder.name[len(sweep.study.name) + 1:], sweep.folder)
     State = optuna.trial.TrialState
     if sweep.study.kind == "tune":

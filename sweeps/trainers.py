@@ -36,6 +36,7 @@ class TrialJob:
     data_dir: Path | None = None
     download: bool = False
     extra: dict = field(default_factory=dict)  # tune hyperparameters that are not protocol fields
+    run_options: dict = field(default_factory=dict)  # run-control RunConfig fields (keep_checkpoint, logger)
 
 
 def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
@@ -49,7 +50,7 @@ def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
         "label_smoothing": p.label_smoothing, "drop_path": p.drop_path, "train_subset": p.train_subset,
         "eval_subset": p.eval_subset, "val_size": p.val_size, "seed": job.seed, "run_dir": str(job.run_dir),
         "eval_sizes": tuple(job.eval_sizes), "data_dir": str(job.data_dir) if job.data_dir else None,
-        "download": job.download, "device": p.device, "precision": p.precision, **job.extra,
+        "download": job.download, "device": p.device, "precision": p.precision, **job.extra, **job.run_options,
     }
     names = {f.name for f in dataclasses.fields(RunConfig)}
     missing = sorted(k for k, v in wanted.items() if k not in names and v not in (None, (), {}, False))
