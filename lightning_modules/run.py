@@ -143,7 +143,7 @@ def _quiet(all_warnings: bool) -> Iterator[None]:
             if all_warnings:
                 warnings.filterwarnings("ignore", module=r"(pytorch_lightning|lightning_fabric)(\.|$)")
             warnings.filterwarnings("ignore", message=r".*(does not have many workers|LeafSpec|treespec"
-                                                      r"|exists and is not empty).*")
+                                                      r"|exists and is not empty|module\(s\) in eval mode).*")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):

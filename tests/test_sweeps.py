@@ -8,6 +8,7 @@ PostgreSQL server started here.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -129,6 +130,43 @@ def test_sweep_records_everything_and_resumes_without_rerunning(tmp_path, fake_e
     assert set(complete_per_cell(load(tmp_path)).values()) == {1}
 
 
+def test_every_epoch_of_every_trial_is_in_the_storage_and_progress_is_logged(tmp_path, fake_env, capsys):
+    assert get_protocol("smoke").epochs == 3
+    assert main(fake_args(tmp_path, "--seeds", "2", "--rows", "zero,circular")) == 0
+    out = capsys.readouterr().out
+    study = load(tmp_path)
+    assert study.metric_names == ["val_acc"]  # the objective has a name (dashboard axes, trials_dataframe)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4
+    for t in trials:
+        assert sorted(t.intermediate_values) == [0, 1, 2]  # curves in optuna-dashboard; no pruner on tables
+        assert t.intermediate_values[2] == pytest.approx(t.value)
+        assert [t.system_attrs[f"epoch_metrics:{e:04d}"]["val_acc"] for e in range(3)] == \
+            [t.intermediate_values[e] for e in range(3)]
+        assert not {"host", "pid", "heartbeat"} & set(t.user_attrs)  # bookkeeping is out of the dashboard columns
+        assert set(recovery.owner(t)) == {"host", "pid", "heartbeat"}
+    # one progress line per finished cell, with an ETA from the measured trials, and the dashboard command
+    assert "cells 1/4 complete; ~" in out and "per trial with 1 worker(s)" in out and "cells 4/4 complete" in out
+    assert "live curves: optuna-dashboard " in out and "optuna.journal" in out
+
+    # a report built elsewhere, from the storage alone or from the folder's exported curves.csv, has every curve
+    from analysis.load import load_curves, load_optuna, load_study
+
+    folder = tmp_path / "padding-smoke"
+    df = load_optuna(folder / "optuna.journal", "padding", "smoke")
+    curves = load_curves(df, tmp_path / "nowhere", storage=folder / "optuna.journal")
+    assert curves.attrs["missing"] == 0 and len(curves) == 4 * 3
+    elsewhere = tmp_path / "elsewhere" / folder.name
+    elsewhere.mkdir(parents=True)
+    for name in ("results.csv", "curves.csv"):
+        shutil.copy(folder / name, elsewhere / name)
+    df = load_study("padding", "smoke", elsewhere.parent)
+    curves = load_curves(df, elsewhere)
+    assert curves.attrs["missing"] == 0 and len(curves) == 4 * 3
+    last = curves[curves["epoch"] == 2].set_index(["row", "seed"])["val_acc"]
+    assert last.to_dict() == pytest.approx({(grid.cell_of(t).row, grid.cell_of(t).seed): t.value for t in trials})
+
+
 def test_recipe_variants_get_their_own_study_and_folder(tmp_path, fake_env):
     assert main(fake_args(tmp_path, "--rows", "zero")) == 0
     assert main(fake_args(tmp_path, "--rows", "zero", "--epochs", "5")) == 0
@@ -180,8 +218,11 @@ def test_dead_or_silent_running_trials_are_recovered(tmp_path, fake_env):
                        "replicate": {"host": "elsewhere", "pid": 1, "heartbeat": time.time()}}.items():
         grid.enqueue(study, grid.Cell(row, 0))
         trial = grid.claim(study, wanted={grid.Cell(row, 0)})
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
+        if row == "zero":  # the owner as trials recorded it before it moved to a system attr
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+        else:
+            recovery.mark_owner(trial, **attrs)
         claims[row] = trial.number
 
     frozen = {t.number: t for t in study.get_trials()}
@@ -433,3 +474,45 @@ def test_real_sweep_journal_kill_restart_two_workers(tmp_path):
 def test_real_sweep_postgres_kill_restart_two_workers(tmp_path, postgres_url):
     _need_real_stack()
     _real_sweep(tmp_path / "runs", postgres_url, ("zero", "reflect"))  # fewer rows: same machinery, less CPU
+
+
+@pytest.mark.slow
+def test_real_trial_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
+    """SIGKILL a real sweep while its trial trains; the same command again resumes that trial from its last
+    checkpoint (not epoch 0) and records exactly the numbers of an uninterrupted sweep, with the whole curve."""
+    _need_real_stack()
+    args = ["--study", "padding", "--protocol", "smoke", "--rows", "zero", "--train-subset", "200", "--eval-subset",
+            "100", "--batch-size", "25", "--epochs", "4", "--data-dir", str(DATA)]
+    assert main([*args, "--runs-dir", str(tmp_path / "reference")]) == 0
+
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([*RUN, *args, "--runs-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    seen = []
+    for line in proc.stdout:  # the trial's progress lines reach the redirected log while it trains
+        seen.append(line)
+        if "zero seed 0: epoch 2/4  train_loss " in line:  # epoch 0's checkpoint is on disk
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
+    folder = next(runs.glob("padding-smoke+*"))
+    trial_dir = folder / "trials" / "zero__seed0"
+    assert (trial_dir / "checkpoints" / "last.ckpt").is_file()
+
+    assert main([*args, "--runs-dir", str(runs)]) == 0
+    ref_folder = next((tmp_path / "reference").glob("padding-smoke+*"))
+    keys = ("val_acc", "best_val_acc", "test_acc")
+    done = [r for r in read_csv(folder / "results.csv") if r["state"] == "COMPLETE"]
+    reference = [r for r in read_csv(ref_folder / "results.csv") if r["state"] == "COMPLETE"]
+    assert len(done) == 1 and [done[0][k] for k in keys] == [reference[0][k] for k in keys]
+    timing = ("images_per_s", "epoch_s")
+    metrics = [{k: v for k, v in r.items() if k not in timing} for r in read_csv(trial_dir / "metrics.csv")]
+    assert metrics == [{k: v for k, v in r.items() if k not in timing}
+                       for r in read_csv(ref_folder / "trials" / "zero__seed0" / "metrics.csv")]
+    name = json.loads((folder / "sweep.json").read_text())["optuna_study"]
+    study = optuna.load_study(study_name=name, storage=open_storage(None, folder))
+    resumed = study.get_trials(states=(TrialState.COMPLETE,))[0]
+    assert 1 <= resumed.user_attrs["resumed_from_epoch"] <= 2  # continued from a checkpoint, not from epoch 0
+    assert sorted(resumed.intermediate_values) == [0, 1, 2, 3]  # restored epochs reported too: the whole curve
+    assert not (trial_dir / "checkpoints").exists()
