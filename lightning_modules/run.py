@@ -2,9 +2,10 @@
 
 The sweep calls this once per trial, so it is explicit about everything a trial must not inherit from the
 previous one: the seed (set at the start of every run), the device/precision policy, Lightning's loggers (off
-unless ``logger``) and console chatter (off unless ``progress``). Every epoch ends with a checkpoint in
-``run_dir/checkpoints/``; a run started again on a run folder holding one resumes from it and ends with the same
-numbers as an uninterrupted run. It is deleted when the run completes unless ``keep_checkpoint``.
+unless ``logger``) and console chatter (off unless ``progress``). Epoch ends write a checkpoint to
+``run_dir/checkpoints/last.ckpt`` (every ``checkpoint_every_s``, and after the final epoch); a run started again on
+a run folder holding one resumes from it and ends with the same numbers as an uninterrupted run. It is deleted
+when the run completes unless ``keep_checkpoint``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 
 import hiremlp
 
-from .checkpoints import AtomicCheckpointIO, TrainingRNG, checkpoint_dir, resumable_checkpoint, save_last_checkpoint
+from .checkpoints import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, checkpoint_dir, resumable_checkpoint
 from .cifar import SPECS
 from .classifier import RECIPE_DEFAULTS, HireMLPClassifier
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
@@ -43,7 +44,8 @@ __all__ = ["DATAMODULES", "METRIC_COLUMNS", "RUN_CONTROL", "EpochMetrics", "RunC
 DATAMODULES: dict[str, type[CIFARDataModule]] = {"cifar10": CIFAR10DataModule, "cifar100": CIFAR100DataModule}
 #: RunConfig fields that change how a run is watched or kept, not what it trains: a checkpoint made under other
 #: values of these still resumes
-RUN_CONTROL = frozenset({"run_dir", "data_dir", "download", "eval_sizes", "progress", "keep_checkpoint", "logger"})
+RUN_CONTROL = frozenset({"run_dir", "data_dir", "download", "eval_sizes", "progress", "checkpoint_every_s",
+                         "keep_checkpoint", "logger"})
 
 
 @dataclass
@@ -77,7 +79,8 @@ class RunConfig:
     run_dir: str | None = None  # None: runs/single/<UTC timestamp>
     # run control (RUN_CONTROL): how the run is watched and what it keeps
     progress: str = "off"  # 'auto' (bar on a terminal, a line per epoch otherwise) | 'bar' | 'lines' | 'off'
-    keep_checkpoint: bool = False  # keep checkpoints/last.ckpt after the run completes
+    checkpoint_every_s: float = 60.0  # checkpoint at the first epoch end this long after the last one (0: every epoch)
+    keep_checkpoint: bool = False  # keep checkpoints/last.ckpt (the final epoch's) after the run completes
     logger: str = "none"  # 'none' or a comma-separated list of csv, tensorboard, wandb, mlflow
 
     def __post_init__(self) -> None:
@@ -105,7 +108,8 @@ class RunConfig:
                                ("mixup", self.mixup >= 0, ">= 0 (0 = off)"),
                                ("cutmix", self.cutmix >= 0, ">= 0 (0 = off)"),
                                ("ema", 0 <= self.ema < 1, "a decay in [0, 1) (0 = off)"),
-                               ("val_size", self.val_size >= 0, ">= 0")):
+                               ("val_size", self.val_size >= 0, ">= 0"),
+                               ("checkpoint_every_s", self.checkpoint_every_s >= 0, ">= 0 (0 = every epoch)")):
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be {rule}")
         if self.drop_path is not None and "drop_path_rate" in self.model_overrides:
@@ -214,7 +218,7 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
             limit_val_batches=None if cfg.val_size else 0, plugins=[AtomicCheckpointIO()],
             # metrics first: later callbacks (progress lines, Optuna reports) read the epoch's row
             callbacks=[metrics, TrainingRNG(), *([progress] if progress else []), *callbacks,
-                       save_last_checkpoint(run_dir)],
+                       LastCheckpoint(run_dir, cfg.checkpoint_every_s)],
             default_root_dir=str(run_dir),
         )
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)

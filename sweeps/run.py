@@ -56,8 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: $HIREMLP_DATA, ...)")
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a cost estimate, run nothing")
+    p.add_argument("--checkpoint-every-s", type=float, default=None,
+                   help="seconds of training between a trial's checkpoints (default 60; 0: every epoch)")
     p.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep each trial's last checkpoint after it completes (default: removed)")
+                   help="keep each trial's final checkpoint after it completes (default: removed)")
     p.add_argument("--logger", default="none",
                    help="Lightning loggers per trial: none (default) or a comma-separated list of csv, "
                         "tensorboard, wandb, mlflow")
@@ -132,6 +134,8 @@ def resolve(args: argparse.Namespace):
     if seeds < 1 or (args.workers or 0) < 1:
         raise UsageError("--seeds and --workers must be >= 1")
     eval_sizes = _int_list(args.eval_sizes, "--eval-sizes") if args.eval_sizes else study.eval_sizes
+    if args.checkpoint_every_s is not None and args.checkpoint_every_s < 0:
+        raise UsageError(f"--checkpoint-every-s must be >= 0 (0 = every epoch), got {args.checkpoint_every_s}")
     if args.logger.strip().lower() not in ("", "none"):
         from lightning_modules.loggers import parse_loggers  # imports Lightning: only when a logger is asked for
 
@@ -308,11 +312,15 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             ostudy.set_metric_names([OBJECTIVE])
-    run_options = {"keep_checkpoint": args.keep_checkpoints, "logger": args.logger}
+    run_options = {"keep_checkpoint": True} if args.keep_checkpoints else {}
+    if args.checkpoint_every_s is not None:
+        run_options["checkpoint_every_s"] = args.checkpoint_every_s
+    if args.logger.strip().lower() not in ("", "none"):
+        run_options["logger"] = args.logger
     sweep = worker.Sweep(study=study, protocol=protocol, ostudy=ostudy, folder=folder,
                          todo=grid.cells(rows, seeds), trainer=trainer, eval_sizes=tuple(eval_sizes),
                          data_dir=data_dir, download=args.download, n_trials=n_trials, log=log,
-                         run_options={k: v for k, v in run_options.items() if v not in (False, "none")})
+                         run_options=run_options)
     if args.as_worker:
         worker.work(sweep)
         return 0

@@ -51,8 +51,9 @@ class Sweep:
 
 def requeue(sweep: Sweep, stale: FrozenTrial) -> None:
     """Give a crashed trial's cell (or a tune trial's exact params) back to the queue."""
-    if sweep.study.kind == "tune":
-        sweep.ostudy.enqueue_trial(dict(stale.params), user_attrs={"retry_of": stale.number})
+    if sweep.study.kind == "tune":  # same params, same trial folder: the retry resumes from its checkpoint
+        folder = Path(str(stale.user_attrs.get("run_dir", f"trial{stale.number:04d}"))).name
+        sweep.ostudy.enqueue_trial(dict(stale.params), user_attrs={"retry_of": stale.number, "trial_dir": folder})
     elif (cell := grid.cell_of(stale)) is not None:
         grid.enqueue(sweep.ostudy, cell)
 
@@ -153,7 +154,8 @@ def _describe(sweep: Sweep, trial: optuna.Trial) -> tuple[str, int, dict, Path]:
         row = sweep.study.default_row
         trial.set_user_attr("row", row)
         trial.set_user_attr("seed", sweep.seed)
-        return row, sweep.seed, hp, sweep.folder / "trials" / f"trial{trial.number:04d}"
+        folder = trial.user_attrs.get("trial_dir") or f"trial{trial.number:04d}"
+        return row, sweep.seed, hp, sweep.folder / "trials" / folder
     cell = grid.suggest_cell(trial, sweep.study.labels)
     return cell.row, cell.seed, {}, sweep.folder / "trials" / cell.key
 

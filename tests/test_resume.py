@@ -30,7 +30,7 @@ pytestmark = [
 ]
 TIMING = ("images_per_s", "epoch_s", "wall_s", "resumed_from_epoch")
 RECIPE = dict(preset="smoke", epochs=3, batch_size=25, lr=2e-3, warmup_epochs=0.5, train_subset=100, eval_subset=50,
-              device="cpu", drop_path=0.2, mixup=0.8, cutmix=1.0, ema=0.9, label_smoothing=0.1)
+              device="cpu", drop_path=0.2, mixup=0.8, cutmix=1.0, ema=0.9, label_smoothing=0.1, checkpoint_every_s=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -128,6 +128,18 @@ def test_checkpoint_kept_on_request_and_another_config_starts_over(tmp_path):
     with pytest.raises(Crash):
         run(config(run_dir, epochs=2), callbacks=[CrashAt("batch", epoch=1, batch=0)])
     assert run(config(run_dir, epochs=2, progress="lines", eval_sizes=(28,)))["resumed_from_epoch"] == 1
+
+
+def test_checkpoints_are_rationed_by_time(tmp_path):
+    """With the default 60 s between checkpoints a seconds-long run writes none before its final epoch: a crash
+    starts it over (nothing to resume), and a completed run kept the final epoch's."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(Crash):
+        run(config(run_dir, checkpoint_every_s=60.0), callbacks=[CrashAt("batch", epoch=2, batch=1)])
+    assert not last_checkpoint(run_dir).exists()
+    result = run(config(run_dir, checkpoint_every_s=60.0, keep_checkpoint=True))
+    assert result["resumed_from_epoch"] == 0
+    assert torch.load(last_checkpoint(run_dir), weights_only=False)["epoch"] == RECIPE["epochs"] - 1
 
 
 @pytest.mark.slow

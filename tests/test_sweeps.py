@@ -317,6 +317,21 @@ def test_tune_study_uses_tpe_median_pruning_and_its_budget(tmp_path, fake_env):
     assert len(load(tmp_path, study="recipe", epochs=4).trials) == 10  # budget reached: nothing new
 
 
+def test_crashed_tune_trial_is_retried_in_its_own_folder(tmp_path, fake_env):
+    """A tune trial's folder is named by trial number; its retry (a new number) must reuse it to resume."""
+    assert main(fake_args(tmp_path, "--trials", "1", "--epochs", "2", study="recipe")) == 0
+    study = load(tmp_path, study="recipe", epochs=2)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    crashed = study.ask()
+    crashed.set_user_attr("run_dir", str(tmp_path / "x" / "trials" / f"trial{crashed.number:04d}"))
+    recovery.mark_owner(crashed, pid=dead.pid)
+    assert main(fake_args(tmp_path, "--trials", "2", "--epochs", "2", study="recipe")) == 0
+    retry = [t for t in load(tmp_path, study="recipe", epochs=2).trials if t.user_attrs.get("retry_of") is not None]
+    assert len(retry) == 1 and retry[0].user_attrs["retry_of"] == crashed.number
+    assert Path(retry[0].user_attrs["run_dir"]).name == f"trial{crashed.number:04d}" != f"trial{retry[0].number:04d}"
+
+
 def test_pruning_callback_reports_and_prunes():
     from types import SimpleNamespace
 
@@ -345,6 +360,8 @@ def test_pruning_callback_reports_and_prunes():
       "postgresql://nobody@127.0.0.1:9/none"], "cannot open storage postgresql://nobody@127.0.0.1:9/none"),
     (["--study", "padding", "--protocol", "smoke", "--data-dir", "EMPTY"], "no cifar10 data"),
     (["--study", "padding", "--eval-sizes", "24,x"], "--eval-sizes '24,x'"),
+    (["--study", "padding", "--logger", "csv,neptune"], "--logger: logger='csv,neptune': unknown logger 'neptune'"),
+    (["--study", "padding", "--checkpoint-every-s", "-1"], "--checkpoint-every-s must be >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, needle):
     args = [str(tmp_path) if a == "EMPTY" else a for a in args] + ["--runs-dir", str(tmp_path / "runs")]
@@ -482,7 +499,7 @@ def test_real_trial_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
     checkpoint (not epoch 0) and records exactly the numbers of an uninterrupted sweep, with the whole curve."""
     _need_real_stack()
     args = ["--study", "padding", "--protocol", "smoke", "--rows", "zero", "--train-subset", "200", "--eval-subset",
-            "100", "--batch-size", "25", "--epochs", "4", "--data-dir", str(DATA)]
+            "100", "--batch-size", "25", "--epochs", "4", "--data-dir", str(DATA), "--checkpoint-every-s", "0"]
     assert main([*args, "--runs-dir", str(tmp_path / "reference")]) == 0
 
     runs = tmp_path / "runs"
