@@ -36,7 +36,7 @@ class TrialJob:
     data_dir: Path | None = None
     download: bool = False
     extra: dict = field(default_factory=dict)  # tune hyperparameters that are not protocol fields
-    run_options: dict = field(default_factory=dict)  # run-control RunConfig fields (keep_checkpoint, logger)
+    run_options: dict = field(default_factory=dict)  # RunConfig run-control fields (RUN_CONTROL)
 
 
 def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:

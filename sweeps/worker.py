@@ -44,7 +44,7 @@ class Sweep:
     n_trials: int = 0  # tune studies: the trial budget
     seed: int = 0  # tune studies: the training seed of every trial
     log: Callable[[str], None] = print
-    run_options: dict = field(default_factory=dict)  # RunConfig run-control fields: keep_checkpoint, logger
+    run_options: dict = field(default_factory=dict)  # RunConfig run-control fields (RUN_CONTROL)
 
 
 # ----------------------------------------------------------------------------------------------- bookkeeping
