@@ -170,20 +170,55 @@ def _metrics_path(trial: pd.Series, folder: Path) -> Path | None:
     return None
 
 
-def load_curves(df: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
+def _stored_curves(df: pd.DataFrame, folder: Path, storage: str | Path | None) -> dict[tuple, pd.DataFrame]:
+    """Per-epoch rows the sweep put in the Optuna storage, keyed by (optuna study, trial number): read from
+    `storage` when given, else from the run folder's `curves.csv` (the sweep's export of them; study key None)."""
+    if storage is not None and "optuna_study" in df.columns:
+        import optuna
+
+        from sweeps.results import curve_rows  # the one reader of the stored format
+
+        opened = _open_storage(storage)
+        out = {}
+        for name in df["optuna_study"].dropna().unique():
+            for t in optuna.load_study(study_name=name, storage=opened).get_trials(deepcopy=False):
+                if rows := curve_rows(t):
+                    out[(name, t.number)] = pd.DataFrame(rows)
+        return out
+    path = folder / "curves.csv"
+    if not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise LoadError(f"cannot parse {path}: {exc}") from exc
+    if "trial" not in table.columns:
+        return {}
+    return {(None, int(n)): g.drop(columns=[c for c in ("trial", "row", "seed") if c in g.columns])
+            for n, g in table.groupby("trial")}
+
+
+def load_curves(df: pd.DataFrame, folder: str | Path, storage: str | Path | None = None) -> pd.DataFrame:
     """Per-epoch metrics of every finished trial, long format with `row`, `seed`, `trial` added.
 
-    Trials whose metrics.csv cannot be found are skipped; the returned frame's `attrs["missing"]`
-    counts them so a report can say so.
+    Taken from the Optuna storage (`storage`, or the run folder's `curves.csv` exported from it), so trials run
+    on other machines have curves too; a trial not found there falls back to its run folder's metrics.csv.
+    Trials with neither are skipped; the returned frame's `attrs["missing"]` counts them so a report can say so.
     """
     folder = Path(folder)
+    stored = _stored_curves(df, folder, storage)
     frames, missing = [], 0
     for _, trial in df[df["state"] == FINISHED].iterrows():
-        path = _metrics_path(trial, folder)
-        if path is None:
+        number = trial.get("trial")
+        key = (trial.get("optuna_study") if storage is not None else None,
+               int(number) if pd.notna(number) else None)
+        if key in stored:
+            m = stored[key]
+        elif (path := _metrics_path(trial, folder)) is not None:
+            m = pd.read_csv(path)
+        else:
             missing += 1
             continue
-        m = pd.read_csv(path)
         if "epoch" not in m.columns:
             missing += 1
             continue

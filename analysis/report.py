@@ -72,7 +72,7 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
     spec = get_study_spec(study)
     summary = summarize_study(df, spec)
     size = train_size(df)
-    curves = load_curves(df, folder)
+    curves = load_curves(df, folder, storage)
     epochs = int(curves.groupby(["row", "seed"])["epoch"].nunique().max()) if len(curves) else None
     note = protocol_note(df, protocol, size, epochs)
     table = display_table(summary)

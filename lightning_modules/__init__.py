@@ -18,7 +18,7 @@ _WHERE = {
     "CIFAR10DataModule": "datamodule", "CIFAR100DataModule": "datamodule", "CIFARDataModule": "datamodule",
     "GpuBatches": "gpu_loader",
     "PAPER": "recipe", "RECIPES": "recipe", "Recipe": "recipe", "get_recipe": "recipe",
-    "EpochMetrics": "run", "RunConfig": "run", "run": "run",
+    "EpochMetrics": "epoch_metrics", "EpochProgress": "progress", "RunConfig": "run", "run": "run",
 }
 
 __all__ = sorted(_WHERE)

@@ -165,6 +165,13 @@ class HireMLPClassifier(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.epoch_stats("test"))
 
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["best_val_acc"] = self.best_val_acc  # not a tensor, so not in the state dict
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best_val_acc = float(checkpoint.get("best_val_acc", math.nan))
+
     # ------------------------------------------------------------------------------------------ optimizer
     def param_groups(self) -> list[dict[str, Any]]:
         """Weight decay on matrices/kernels only: decaying norm gains and biases just hurts (nanoGPT, timm).

@@ -75,6 +75,7 @@ class CIFARDataModule(pl.LightningDataModule):
         self.download, self.channels_last, self.pad, self.flip = download, channels_last, pad, flip
         self.eval_batch_size = eval_batch_size or max(batch_size, 512)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._resume_epoch = 0
         self.classes: list[str] = []
 
     @property
@@ -131,7 +132,17 @@ class CIFARDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> GpuBatches:
         if not hasattr(self, "_train"):  # one object for the whole fit, so its epoch counter advances
             self._train = self.batches("train", train=True)
+            self._train.epoch = self._resume_epoch
         return self._train
+
+    def state_dict(self) -> dict[str, int]:
+        """Saved in checkpoints: the training loader's epoch counter, which seeds its shuffle and augmentation."""
+        return {"train_epoch": self._train.epoch if hasattr(self, "_train") else self._resume_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume_epoch = int(state_dict.get("train_epoch", 0))
+        if hasattr(self, "_train"):
+            self._train.epoch = self._resume_epoch
 
     def val_dataloader(self) -> GpuBatches:
         return self.batches("val")

@@ -1,19 +1,22 @@
 """One training run: ``run(RunConfig) -> dict``: fit, test, then evaluation at other input sizes.
 
 The sweep calls this once per trial, so it is explicit about everything a trial must not inherit from the
-previous one: the seed (set at the start of every run), the device/precision policy, Lightning's loggers,
-checkpoints and console chatter (all off unless ``progress``).
+previous one: the seed (set at the start of every run), the device/precision policy, Lightning's loggers (off
+unless ``logger``) and console chatter (off unless ``progress``). Epoch ends write a checkpoint to
+``run_dir/checkpoints/last.ckpt`` (every ``checkpoint_every_s``, and after the final epoch); a run started again on
+a run folder holding one resumes from it and ends with the same numbers as an uninterrupted run. It is deleted
+when the run completes unless ``keep_checkpoint``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -27,16 +30,23 @@ import torch
 
 import hiremlp
 
+from .checkpoints import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, checkpoint_dir, resumable_checkpoint
 from .cifar import SPECS
 from .classifier import HireMLPClassifier
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
+from .epoch_metrics import METRIC_COLUMNS, EpochMetrics
 from .gpu_loader import GpuBatches
+from .loggers import make_loggers, parse_loggers
+from .progress import PROGRESS_MODES, EpochBar, progress_callback
 from .recipe import PAPER, Recipe
 
-__all__ = ["DATAMODULES", "EpochMetrics", "RunConfig", "default_run_dir", "run"]
+__all__ = ["DATAMODULES", "METRIC_COLUMNS", "RUN_CONTROL", "EpochMetrics", "RunConfig", "default_run_dir", "run"]
 
 DATAMODULES: dict[str, type[CIFARDataModule]] = {"cifar10": CIFAR10DataModule, "cifar100": CIFAR100DataModule}
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s", "epoch_s")
+#: RunConfig fields that change how a run is watched or kept, not what it trains: a checkpoint made under other
+#: values of these still resumes
+RUN_CONTROL = frozenset({"run_dir", "data_dir", "download", "eval_sizes", "progress", "checkpoint_every_s",
+                         "keep_checkpoint", "logger"})
 
 
 @dataclass
@@ -64,9 +74,18 @@ class RunConfig:
     channels_last: bool | str = "auto"  # 'auto': on (measured faster on CPU too: benchmarks/bench.py)
     eval_sizes: tuple[int, ...] = ()
     run_dir: str | None = None  # None: runs/single/<UTC timestamp>
-    progress: bool = False
+    # run control (RUN_CONTROL): how the run is watched and what it keeps
+    progress: str = "off"  # 'auto' (bar on a terminal, a line per epoch otherwise) | 'bar' | 'lines' | 'off'
+    checkpoint_every_s: float = 60.0  # checkpoint at the first epoch end this long after the last one (0: every epoch)
+    keep_checkpoint: bool = False  # keep checkpoints/last.ckpt (the final epoch's) after the run completes
+    logger: str = "none"  # 'none' or a comma-separated list of csv, tensorboard, wandb, mlflow
 
     def __post_init__(self) -> None:
+        if isinstance(self.progress, bool):  # the field used to be a flag
+            self.progress = "auto" if self.progress else "off"
+        if self.progress not in PROGRESS_MODES:
+            raise ValueError(f"progress={self.progress!r}: expected one of {', '.join(PROGRESS_MODES)}")
+        parse_loggers(self.logger)  # ValueError for unknown names and missing packages, before any work
         if self.dataset not in DATAMODULES:
             raise ValueError(f"dataset={self.dataset!r}: expected one of {', '.join(DATAMODULES)}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
@@ -79,10 +98,11 @@ class RunConfig:
         if not isinstance(self.recipe, Recipe):
             raise ValueError(f"recipe={self.recipe!r}: expected a lightning_modules.Recipe")
         self.eval_sizes = tuple(int(s) for s in self.eval_sizes)
-        for name, minimum in (("val_size", 0), ("train_subset", 1), ("eval_subset", 1)):
+        for name, minimum in (("val_size", 0), ("train_subset", 1), ("eval_subset", 1),
+                              ("checkpoint_every_s", 0)):
             value = getattr(self, name)
             if value is not None and value < minimum:
-                raise ValueError(f"{name}={value!r} is not allowed: an integer >= {minimum}")
+                raise ValueError(f"{name}={value!r} is not allowed: a number >= {minimum}")
         if self.recipe.drop_path is not None and "drop_path_rate" in self.model_overrides:
             raise ValueError("give drop_path or model_overrides['drop_path_rate'], not both")
         if any(s < 1 for s in self.eval_sizes):
@@ -106,63 +126,6 @@ class RunConfig:
         return {"device": str(dev), "precision": precision, "channels_last": channels_last}
 
 
-class EpochMetrics(pl.Callback):
-    """Writes ONE ``metrics.csv`` row per epoch (CSVLogger splits train and val into sparse rows).
-
-    Times the training part of each epoch (CUDA-synchronised) for ``images_per_s``; ``epoch_s`` includes
-    validation. The row is written when validation ends, before a pruning callback may stop the run, so a
-    pruned or crashed run keeps its whole curve.
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self.path, self.rows = path, []
-        self._t0 = self._t_train = 0.0
-        self._n = 0
-
-    @staticmethod
-    def _now(module: pl.LightningModule) -> float:
-        if module.device.type == "cuda":
-            torch.cuda.synchronize(module.device)
-        return time.perf_counter()
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.path is not None:
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(METRIC_COLUMNS)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._n, self._t0 = 0, self._now(pl_module)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        self._n += len(batch[1])
-        if batch_idx + 1 == trainer.num_training_batches:
-            self._t_train = self._now(pl_module)
-
-    def _write_row(self, trainer: pl.Trainer, pl_module: HireMLPClassifier) -> None:
-        end = self._now(pl_module)
-        val = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("val_loss", "val_acc")}
-        row = {"epoch": trainer.current_epoch, **pl_module.epoch_stats("train"),
-               "val_loss": val.get("val_loss", math.nan), "val_acc": val.get("val_acc", math.nan),
-               "lr": pl_module.current_lr(),
-               "images_per_s": self._n / max(self._t_train - self._t0, 1e-9), "epoch_s": end - self._t0}
-        self.rows.append(row)
-        if self.path is not None:
-            with open(self.path, "a", newline="") as f:
-                csv.writer(f).writerow([row[c] for c in METRIC_COLUMNS])
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: HireMLPClassifier) -> None:
-        # written here, before a pruning callback (listed after this one) can stop the run at this epoch
-        if not trainer.sanity_checking and trainer.state.fn == "fit":
-            self._write_row(trainer, pl_module)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: HireMLPClassifier) -> None:
-        # Lightning runs the epoch's validation before this hook; without validation the row is written here
-        if not self.rows or self.rows[-1]["epoch"] != trainer.current_epoch:
-            self._write_row(trainer, pl_module)
-        pl_module.log_dict({"images_per_s": self.rows[-1]["images_per_s"], "epoch_s": self.rows[-1]["epoch_s"]})
-
-
 @contextlib.contextmanager
 def _quiet(all_warnings: bool) -> Iterator[None]:
     """Silence Lightning's banners ('GPU available...', tips) and its advisory warnings (all when not ``progress``)."""
@@ -174,7 +137,8 @@ def _quiet(all_warnings: bool) -> Iterator[None]:
         with warnings.catch_warnings():
             if all_warnings:
                 warnings.filterwarnings("ignore", module=r"(pytorch_lightning|lightning_fabric)(\.|$)")
-            warnings.filterwarnings("ignore", message=r".*(does not have many workers|LeafSpec|treespec).*")
+            warnings.filterwarnings("ignore", message=r".*(does not have many workers|LeafSpec|treespec"
+                                                      r"|exists and is not empty|module\(s\) in eval mode).*")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
@@ -211,10 +175,16 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     run_dir.mkdir(parents=True, exist_ok=True)
     recipe = {k: v for k, v in cfg.recipe.to_flat().items() if k != "drop_path"}  # that one is in the model
     hparams = {**model_cfg.to_flat(), **recipe, "channels_last": res["channels_last"], "compile": cfg.compile}
-    _write_json(run_dir / "config.json", {"run": {**dataclasses.asdict(cfg), "run_dir": str(run_dir)},
-                                          "resolved": res, "model": model_cfg.to_flat(), "hparams": hparams})
+    config = {"run": {**dataclasses.asdict(cfg), "run_dir": str(run_dir)}, "resolved": res,
+              "model": model_cfg.to_flat(), "hparams": hparams}
+    ckpt, note = resumable_checkpoint(run_dir, json.loads(json.dumps(config, default=str)), RUN_CONTROL)
+    if note:
+        warnings.warn(note, stacklevel=2)
+    if ckpt is None:
+        (run_dir / "result.json").unlink(missing_ok=True)  # an earlier attempt's, if any
+    _write_json(run_dir / "config.json", config)
 
-    with _quiet(not cfg.progress):
+    with _quiet(cfg.progress == "off"):
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -227,16 +197,21 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
         dm.setup("fit")
         module = HireMLPClassifier(**hparams)
         metrics = EpochMetrics(run_dir / "metrics.csv")
+        progress = progress_callback(cfg.progress)
+        loggers = make_loggers(parse_loggers(cfg.logger), run_dir, run_dir.name)
         trainer = pl.Trainer(
             accelerator="gpu" if device.type == "cuda" else "cpu",
             devices=[device.index or 0] if device.type == "cuda" else 1,
             precision="bf16-mixed" if res["precision"] == "bf16-mixed" else "32-true",
-            max_epochs=cfg.recipe.total_epochs, logger=False, enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=cfg.progress, num_sanity_val_steps=0, log_every_n_steps=1_000_000,
-            limit_val_batches=None if cfg.val_size else 0, callbacks=[metrics, *callbacks],
+            max_epochs=cfg.recipe.total_epochs, logger=loggers or False, enable_model_summary=False,
+            enable_progress_bar=isinstance(progress, EpochBar), num_sanity_val_steps=0, log_every_n_steps=1_000_000,
+            limit_val_batches=None if cfg.val_size else 0, plugins=[AtomicCheckpointIO()],
+            # metrics first: later callbacks (progress lines, Optuna reports) read the epoch's row
+            callbacks=[metrics, TrainingRNG(), *([progress] if progress else []), *callbacks,
+                       LastCheckpoint(run_dir, cfg.checkpoint_every_s)],
             default_root_dir=str(run_dir),
         )
-        trainer.fit(module, datamodule=dm)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
         test = trainer.test(module, datamodule=dm, verbose=False)[0]
 
         result: dict[str, Any] = {
@@ -249,6 +224,7 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
             # steady-state speed: the first epoch pays for warm-up (cudnn autotune, compile)
             "images_per_s": _mean([r["images_per_s"] for r in metrics.rows[1:] or metrics.rows]),
             "epochs_run": len(metrics.rows),
+            "resumed_from_epoch": metrics.restored,  # epochs restored from a checkpoint; 0 for a fresh run
         }
         if cfg.eval_sizes:
             result["eval_interpolation"] = GpuBatches.interpolation
@@ -261,8 +237,10 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
                     result[f"na@{size}"] = str(e)
                     continue
                 result[f"test_acc@{size}"] = module.evaluate(dm.batches("test", size=size), amp)["acc"]
-    result["wall_s"] = time.perf_counter() - wall0
+    result["wall_s"] = time.perf_counter() - wall0  # this attempt only
     _write_json(run_dir / "result.json", result)
+    if not cfg.keep_checkpoint:
+        shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
     return result
 
 

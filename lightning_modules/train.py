@@ -18,6 +18,7 @@ import hiremlp
 
 from .classifier import DivergedError
 from .options import add_field_options, parse_bool, values_of
+from .progress import PROGRESS_MODES
 from .recipe import RECIPES, Recipe, get_recipe, recipe_fields
 from .run import RunConfig, default_run_dir, run
 
@@ -30,12 +31,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _progress(text: str) -> str:
+    low = text.strip().lower()
+    if low in PROGRESS_MODES:
+        return low
+    try:
+        return "auto" if parse_bool(low) else "off"
+    except (argparse.ArgumentTypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(PROGRESS_MODES)}, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m lightning_modules.train", description="Train one Hire-MLP on CIFAR.",
                 allow_abbrev=False)
     run_group = p.add_argument_group("run")
     add_field_options(run_group, RunConfig, skip=_RUN_ONLY | {"progress"}, defaults=True)
-    run_group.add_argument("--progress", type=parse_bool, default=True, help="progress bar (default true)")
+    run_group.add_argument("--progress", type=_progress, default="auto",
+                           help="auto (default): a bar on a terminal, a line per epoch otherwise; bar, lines or off")
     recipe_group = p.add_argument_group("recipe (each option overrides one field of --recipe)")
     recipe_group.add_argument("--recipe", default="paper",
                               help=f"the base recipe: {', '.join(RECIPES)} (default 'paper')")

@@ -1,7 +1,8 @@
 """Crash recovery. JournalStorage has no heartbeat, so each running trial keeps its own.
 
-A worker writes `host`, `pid` and a `heartbeat` timestamp into the trial's user attrs and refreshes the timestamp
-from a background thread. A RUNNING trial is stale when its process is gone (same host, pid dead) or, from any
+A worker writes `host`, `pid` and a `heartbeat` timestamp into the trial's system attr `sweeps:owner` (internal
+bookkeeping, kept out of the user attrs that optuna-dashboard shows as columns) and refreshes the timestamp from a
+background thread. A RUNNING trial is stale when its process is gone (same host, pid dead) or, from any
 host, when its heartbeat is older than the grace period. Stale trials are closed as FAIL ('crashed/stale') and
 their cell is enqueued again, so the next worker re-runs it.
 """
@@ -38,6 +39,19 @@ def pid_alive(pid: int) -> bool:
         return True  # no /proc (macOS): trust kill(0)
 
 
+OWNER_ATTR = "sweeps:owner"  # system attr: {"host", "pid", "heartbeat"}
+
+
+def owner(trial: FrozenTrial) -> dict:
+    """`{"host", "pid", "heartbeat"}` of the worker holding a trial, or {} if none has written it yet.
+
+    Trials recorded before the owner moved to a system attr kept it in user attrs; those are still read."""
+    found = trial.system_attrs.get(OWNER_ATTR)
+    if found:
+        return dict(found)
+    return {k: trial.user_attrs[k] for k in ("host", "pid", "heartbeat") if k in trial.user_attrs}
+
+
 def is_live(trial: FrozenTrial, grace_s: float = GRACE_S, now: float | None = None,
             claimer_died: bool = False) -> bool:
     """Whether a RUNNING trial still has a worker behind it.
@@ -45,7 +59,7 @@ def is_live(trial: FrozenTrial, grace_s: float = GRACE_S, now: float | None = No
     A trial without owner attrs was claimed by a process that died before writing them: `claimer_died` says we
     know that (a local claim intent was left behind); otherwise it gets `CLAIM_GRACE_S` from its claim time."""
     now = time.time() if now is None else now
-    attrs = trial.user_attrs
+    attrs = owner(trial)
     if "pid" not in attrs:
         start = trial.datetime_start.timestamp() if trial.datetime_start is not None else now
         return not claimer_died and now - start < CLAIM_GRACE_S
@@ -71,10 +85,11 @@ def recover_stale(study: optuna.Study, requeue: Callable[[FrozenTrial], None], g
     return recovered
 
 
-def mark_owner(trial: optuna.Trial) -> None:
-    trial.set_user_attr("host", HOST)
-    trial.set_user_attr("pid", os.getpid())
-    trial.set_user_attr("heartbeat", time.time())
+def mark_owner(trial: optuna.Trial, host: str = HOST, pid: int | None = None, heartbeat: float | None = None) -> None:
+    """Record this process (or the given owner, for tests) as the one running `trial`, beating now."""
+    value = {"host": host, "pid": os.getpid() if pid is None else pid,
+             "heartbeat": time.time() if heartbeat is None else heartbeat}
+    trial.storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, value)  # noqa: SLF001
 
 
 class Heartbeat:
@@ -82,6 +97,7 @@ class Heartbeat:
 
     def __init__(self, trial: optuna.Trial, interval_s: float = HEARTBEAT_S) -> None:
         self.trial, self.interval_s = trial, interval_s
+        self._pid = os.getpid()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial.number}", daemon=True)
 
@@ -97,6 +113,6 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.trial.set_user_attr("heartbeat", time.time())
+                mark_owner(self.trial, pid=self._pid)
             except Exception:  # noqa: BLE001 - a missed beat only makes the trial look older
                 pass

@@ -17,6 +17,9 @@ from optuna.trial import FrozenTrial
 from sweeps.grid import cell_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: system attr of a trial per epoch (+ f"{epoch:04d}"): that epoch's metrics.csv row (sweeps.reporting writes it;
+#: analysis.load reads the same prefix)
+EPOCH_ATTR = "epoch_metrics:"
 FIXED_COLUMNS = [
     "study", "protocol", "row", "seed", "trial", "state", "fail_reason", "val_acc", "best_val_acc", "test_acc",
     "params", "macs", "images_per_s", "wall_s", "run_dir", "code_version",
@@ -116,3 +119,32 @@ def write_results_csv(optuna_study: optuna.Study, study: str, protocol: str, pat
         writer.writerows(rows)
     os.replace(tmp, path)
     return len(rows)
+
+
+def curve_rows(trial: FrozenTrial) -> list[dict]:
+    """The trial's per-epoch metrics from the storage: the `epoch_metrics:*` system attrs, or, for trials that have
+    only intermediate values (recorded before those attrs existed), `val_acc` per step."""
+    rows = [dict(v) for k, v in sorted(trial.system_attrs.items()) if k.startswith(EPOCH_ATTR) and isinstance(v, dict)]
+    if not rows:
+        rows = [{"epoch": step, "val_acc": value} for step, value in sorted(trial.intermediate_values.items())]
+    return rows
+
+
+def write_curves_csv(optuna_study: optuna.Study, path: Path) -> int:
+    """Rewrite `curves.csv` (one row per trial and epoch: `trial`, `row`, `seed`, then the metrics.csv columns)
+    from the storage, so a run folder on any machine holds every trial's curve; returns its row count."""
+    records = []
+    for t in optuna_study.get_trials(deepcopy=False):
+        cell = cell_of(t)
+        for r in curve_rows(t):
+            records.append({"trial": t.number, "row": cell.row if cell else t.user_attrs.get("row", ""),
+                            "seed": cell.seed if cell else "", **r})
+    columns = list(dict.fromkeys(k for r in records for k in r)) or ["trial", "row", "seed", "epoch"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(records)
+    os.replace(tmp, path)
+    return len(records)

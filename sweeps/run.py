@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ from ablations import STUDIES, Study, get_study  # noqa: E402
 from ablations.distinct_rows import dry_run_text as mixing_dry_run_text  # noqa: E402
 from lightning_modules.options import add_field_options, values_of  # noqa: E402
 from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
-from sweeps import adaptive, cost, grid, results, tune, worker  # noqa: E402
+from sweeps import adaptive, cost, grid, progress, results, tune, worker  # noqa: E402
 from sweeps.protocols import PROTOCOLS, default_protocol_name, get_protocol, with_overrides  # noqa: E402
 from sweeps.storage import StorageError, open_storage  # noqa: E402
 from sweeps.trainers import resolve_trainer  # noqa: E402
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = 3  # fewer leaves no interval (1) or a nearly useless one (2: t quantile 12.7)
 DEFAULT_MAX_SEEDS = 10
+OBJECTIVE = "val_acc"  # the value every trial reports per epoch and is told at the end (percent)
 
 
 class UsageError(Exception):
@@ -69,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: $HIREMLP_DATA, ...)")
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a cost estimate, run nothing")
+    p.add_argument("--checkpoint-every-s", type=float, default=None,
+                   help="seconds of training between a trial's checkpoints (default 60; 0: every epoch)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep each trial's final checkpoint after it completes (default: removed)")
+    p.add_argument("--logger", default="none",
+                   help="Lightning loggers per trial: none (default) or a comma-separated list of csv, "
+                        "tensorboard, wandb, mlflow")
     g = p.add_argument_group("recipe overrides (each sets one field of the protocol's recipe; a changed recipe is "
                              "a new Optuna study)")
     add_field_options(g, Recipe)
@@ -139,6 +148,15 @@ def resolve(args: argparse.Namespace):
     if seeds < 1 or (args.workers or 0) < 1:
         raise UsageError("--seeds and --workers must be >= 1")
     eval_sizes = _int_list(args.eval_sizes, "--eval-sizes") if args.eval_sizes else study.eval_sizes
+    if args.checkpoint_every_s is not None and args.checkpoint_every_s < 0:
+        raise UsageError(f"--checkpoint-every-s must be >= 0 (0 = every epoch), got {args.checkpoint_every_s}")
+    if args.logger.strip().lower() not in ("", "none"):
+        from lightning_modules.loggers import parse_loggers  # imports Lightning: only when a logger is asked for
+
+        try:
+            parse_loggers(args.logger)
+        except ValueError as e:
+            raise UsageError(f"--logger: {e}") from None
     return study, protocol, rows, seeds, eval_sizes
 
 
@@ -341,9 +359,19 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                                  pruner=tune.make_pruner(study, protocol.recipe.total_epochs))
     if ostudy.user_attrs.get("spec") != spec:
         ostudy.set_user_attr("spec", spec)
+    if ostudy.metric_names != [OBJECTIVE]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ostudy.set_metric_names([OBJECTIVE])
+    run_options = {"keep_checkpoint": True} if args.keep_checkpoints else {}
+    if args.checkpoint_every_s is not None:
+        run_options["checkpoint_every_s"] = args.checkpoint_every_s
+    if args.logger.strip().lower() not in ("", "none"):
+        run_options["logger"] = args.logger
     sweep = worker.Sweep(study=study, protocol=protocol, ostudy=ostudy, folder=folder,
                          todo=grid.cells(rows, seeds), trainer=trainer, eval_sizes=tuple(eval_sizes),
-                         data_dir=data_dir, download=args.download, n_trials=n_trials, log=log, seed_rule=rule)
+                         data_dir=data_dir, download=args.download, n_trials=n_trials, log=log, seed_rule=rule,
+                         run_options=run_options)
     if args.as_worker:
         worker.work(sweep)
         return 0
@@ -352,6 +380,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
 
     where = args.storage or str(folder / "optuna.journal")
     log(f"{study.name} on {label}: Optuna study {name} in {where}; run folder {folder}")
+    shown = where if args.storage or not folder.is_relative_to(Path.cwd()) else str(Path(where).relative_to(Path.cwd()))
+    log(f"live curves: optuna-dashboard {shown}")
     worker.prepare(sweep, enqueue=True)
     if study.kind == "table":
         status = grid.status(ostudy, sweep.todo)
@@ -359,6 +389,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         shape = f"{len(rows)} rows x {seeds} seeds" if rule is None else \
             f"{len(rows)} rows, --target-ci {rule.target_ci:g}"
         log(f"{len(sweep.todo)} cells ({shape}): {done} done, {len(sweep.todo) - done} to run")
+        if done:
+            log(progress.progress_line(ostudy, sweep.todo))
     if args.workers > 1:
         spawn_workers(args.workers, argv)
     else:
@@ -370,6 +402,7 @@ def finish(sweep: worker.Sweep, args: argparse.Namespace) -> int:
     """Write results.csv, print the table, and say which cells have no result (exit 1 if any)."""
     adaptive.update_todo(sweep)
     results.write_results_csv(sweep.ostudy, sweep.study.name, sweep.protocol.name, sweep.folder / "results.csv")
+    results.write_curves_csv(sweep.ostudy, sweep.folder / "curves.csv")
     report(sweep.study, sweep.folder.name[len(sweep.study.name) + 1:], sweep.folder)
     State = optuna.trial.TrialState
     if sweep.study.kind == "tune":

@@ -10,7 +10,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +36,7 @@ class TrialJob:
     eval_sizes: tuple[int, ...] = ()
     data_dir: Path | None = None
     download: bool = False
+    run_options: dict = field(default_factory=dict)  # RunConfig run-control fields (RUN_CONTROL)
 
 
 def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
@@ -48,7 +49,7 @@ def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
         train_subset=p.train_subset, eval_subset=p.eval_subset, val_size=p.val_size, data_seed=p.data_seed,
         seed=job.seed, run_dir=str(job.run_dir), eval_sizes=tuple(job.eval_sizes),
         data_dir=str(job.data_dir) if job.data_dir else None, download=job.download, device=p.device,
-        precision=p.precision,
+        precision=p.precision, **job.run_options,
     )
     return run(cfg, callbacks=callbacks)
 

@@ -9,10 +9,9 @@ import dataclasses
 import gc
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import Study
-from sweeps import adaptive, grid, recovery, results, tune
+from sweeps import adaptive, grid, progress, recovery, results, tune
 from sweeps.grid import Cell
 from sweeps.protocols import Protocol, with_overrides
 from sweeps.trainers import Trainer, TrialJob
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 
 POLL_S = float(os.environ.get("SWEEP_POLL_S", 5))  # how often an idle worker looks for new cells
 RESULT_KEYS = ("val_acc", "best_val_acc", "test_acc", "test_loss", "params", "macs", "images_per_s", "wall_s",
-               "epochs_run")
+               "epochs_run", "resumed_from_epoch")
 
 
 @dataclass
@@ -51,14 +50,16 @@ class Sweep:
     seed: int = 0  # tune studies: the training seed of every trial
     log: Callable[[str], None] = print
     seed_rule: SeedRule | None = None  # --target-ci: `todo` follows the rule's decisions
+    run_options: dict = field(default_factory=dict)  # RunConfig run-control fields (RUN_CONTROL)
 
 
 # ----------------------------------------------------------------------------------------------- bookkeeping
 
 def requeue(sweep: Sweep, stale: FrozenTrial) -> None:
     """Give a crashed trial's cell (or a tune trial's exact params) back to the queue."""
-    if sweep.study.kind == "tune":
-        sweep.ostudy.enqueue_trial(dict(stale.params), user_attrs={"retry_of": stale.number})
+    if sweep.study.kind == "tune":  # same params, same trial folder: the retry resumes from its checkpoint
+        folder = Path(str(stale.user_attrs.get("run_dir", f"trial{stale.number:04d}"))).name
+        sweep.ostudy.enqueue_trial(dict(stale.params), user_attrs={"retry_of": stale.number, "trial_dir": folder})
     elif (cell := grid.cell_of(stale)) is not None:
         grid.enqueue(sweep.ostudy, cell)
 
@@ -146,7 +147,7 @@ def work(sweep: Sweep, poll_s: float = POLL_S) -> None:
             if not busy:
                 return
             msg = f"waiting for {len(busy)} trial(s) running elsewhere: " + ", ".join(
-                f"{_label(t)} (pid {t.user_attrs.get('pid')} on {t.user_attrs.get('host')})" for t in busy)
+                f"{_label(t)} (pid {recovery.owner(t).get('pid')} on {recovery.owner(t).get('host')})" for t in busy)
             if msg != waiting_msg:
                 sweep.log(msg)
                 waiting_msg = msg
@@ -163,7 +164,8 @@ def _describe(sweep: Sweep, trial: optuna.Trial) -> tuple[str, int, dict, Path]:
         row = sweep.study.default_row
         trial.set_user_attr("row", row)
         trial.set_user_attr("seed", sweep.seed)
-        return row, sweep.seed, hp, sweep.folder / "trials" / f"trial{trial.number:04d}"
+        folder = trial.user_attrs.get("trial_dir") or f"trial{trial.number:04d}"
+        return row, sweep.seed, hp, sweep.folder / "trials" / folder
     cell = grid.suggest_cell(trial, sweep.study.labels)
     return cell.row, cell.seed, {}, sweep.folder / "trials" / cell.key
 
@@ -189,9 +191,13 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
         study=sweep.study.name, row=row, seed=seed, overrides=dict(sweep.study.row(row).overrides),
         protocol=protocol, preset=sweep.study.base_preset or protocol.preset, run_dir=run_dir,
         eval_sizes=sweep.eval_sizes, data_dir=sweep.data_dir, download=sweep.download,
+        run_options=dict(sweep.run_options),
     )
-    shutil.rmtree(run_dir, ignore_errors=True)  # a crashed earlier attempt's partial files
+    # An earlier attempt of this cell (crashed, killed, failed) may have left its checkpoint here: the trainer
+    # resumes from it. Only that attempt's verdict files go.
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("trial.json", "result.json"):
+        (run_dir / stale).unlink(missing_ok=True)
     attrs = {
         "row": row, "seed": seed, "run_dir": str(run_dir), "code_version": results.code_version(),
         "versions": results.library_versions(), "protocol": protocol.record(),
@@ -201,11 +207,11 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
 
-    callbacks = []
-    if sweep.study.kind == "tune":
-        from sweeps.pruning import PruningCallback
+    from lightning_modules.progress import EpochProgress
+    from sweeps.reporting import TrialReport
 
-        callbacks.append(PruningCallback(trial))
+    # every epoch: val_acc and the metrics row to the storage (pruning only in tune studies), a progress line
+    callbacks = [TrialReport(trial, prune=sweep.study.kind == "tune"), EpochProgress(name, sweep.log)]
     sweep.log(f"start {name} (trial {trial.number}) -> {run_dir}")
     t0 = time.time()
     state, reason, result = TrialState.COMPLETE, "", {}
@@ -236,12 +242,15 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
                                                 "state": state.name, "fail_reason": reason, "params": trial.params,
                                                 "result": result, "elapsed_s": elapsed})
     results.write_results_csv(sweep.ostudy, sweep.study.name, sweep.protocol.name, sweep.folder / "results.csv")
+    results.write_curves_csv(sweep.ostudy, sweep.folder / "curves.csv")
     if state == TrialState.COMPLETE:
         test = result.get("test_acc")
         test_txt = f", test {float(test):.2f}%" if test is not None else ""
         sweep.log(f"done  {name}: val {value:.2f}%{test_txt} in {elapsed:.1f}s")
     else:
         sweep.log(f"{state.name.lower():5s} {name}: {reason} ({elapsed:.1f}s)")
+    table = sweep.study.kind == "table"
+    sweep.log(progress.progress_line(sweep.ostudy, sweep.todo if table else None, sweep.n_trials))
 
 
 def _close(sweep: Sweep, trial: optuna.Trial, state: TrialState, value: float | None = None,

@@ -8,6 +8,7 @@ PostgreSQL server started here.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -131,6 +132,43 @@ def test_sweep_records_everything_and_resumes_without_rerunning(tmp_path, fake_e
     assert set(complete_per_cell(load(tmp_path)).values()) == {1}
 
 
+def test_every_epoch_of_every_trial_is_in_the_storage_and_progress_is_logged(tmp_path, fake_env, capsys):
+    assert get_protocol("smoke").recipe.total_epochs == 3
+    assert main(fake_args(tmp_path, "--seeds", "2", "--rows", "zero,circular")) == 0
+    out = capsys.readouterr().out
+    study = load(tmp_path)
+    assert study.metric_names == ["val_acc"]  # the objective has a name (dashboard axes, trials_dataframe)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4
+    for t in trials:
+        assert sorted(t.intermediate_values) == [0, 1, 2]  # curves in optuna-dashboard; no pruner on tables
+        assert t.intermediate_values[2] == pytest.approx(t.value)
+        assert [t.system_attrs[f"epoch_metrics:{e:04d}"]["val_acc"] for e in range(3)] == \
+            [t.intermediate_values[e] for e in range(3)]
+        assert not {"host", "pid", "heartbeat"} & set(t.user_attrs)  # bookkeeping is out of the dashboard columns
+        assert set(recovery.owner(t)) == {"host", "pid", "heartbeat"}
+    # one progress line per finished cell, with an ETA from the measured trials, and the dashboard command
+    assert "cells 1/4 complete; ~" in out and "per trial with 1 worker(s)" in out and "cells 4/4 complete" in out
+    assert "live curves: optuna-dashboard " in out and "optuna.journal" in out
+
+    # a report built elsewhere, from the storage alone or from the folder's exported curves.csv, has every curve
+    from analysis.load import load_curves, load_optuna, load_study
+
+    folder = tmp_path / "padding-smoke"
+    df = load_optuna(folder / "optuna.journal", "padding", "smoke")
+    curves = load_curves(df, tmp_path / "nowhere", storage=folder / "optuna.journal")
+    assert curves.attrs["missing"] == 0 and len(curves) == 4 * 3
+    elsewhere = tmp_path / "elsewhere" / folder.name
+    elsewhere.mkdir(parents=True)
+    for name in ("results.csv", "curves.csv"):
+        shutil.copy(folder / name, elsewhere / name)
+    df = load_study("padding", "smoke", elsewhere.parent)
+    curves = load_curves(df, elsewhere)
+    assert curves.attrs["missing"] == 0 and len(curves) == 4 * 3
+    last = curves[curves["epoch"] == 2].set_index(["row", "seed"])["val_acc"]
+    assert last.to_dict() == pytest.approx({(grid.cell_of(t).row, grid.cell_of(t).seed): t.value for t in trials})
+
+
 def test_recipe_variants_get_their_own_study_and_folder(tmp_path, fake_env):
     assert main(fake_args(tmp_path, "--rows", "zero")) == 0
     assert main(fake_args(tmp_path, "--rows", "zero", "--epochs", "5")) == 0
@@ -182,8 +220,11 @@ def test_dead_or_silent_running_trials_are_recovered(tmp_path, fake_env):
                        "replicate": {"host": "elsewhere", "pid": 1, "heartbeat": time.time()}}.items():
         grid.enqueue(study, grid.Cell(row, 0))
         trial = grid.claim(study, wanted={grid.Cell(row, 0)})
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
+        if row == "zero":  # the owner as trials recorded it before it moved to a system attr
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+        else:
+            recovery.mark_owner(trial, **attrs)
         claims[row] = trial.number
 
     frozen = {t.number: t for t in study.get_trials()}
@@ -278,6 +319,21 @@ def test_tune_study_uses_tpe_median_pruning_and_its_budget(tmp_path, fake_env):
     assert len(load(tmp_path, study="recipe", epochs=4).trials) == 10  # budget reached: nothing new
 
 
+def test_crashed_tune_trial_is_retried_in_its_own_folder(tmp_path, fake_env):
+    """A tune trial's folder is named by trial number; its retry (a new number) must reuse it to resume."""
+    assert main(fake_args(tmp_path, "--trials", "1", "--epochs", "2", study="recipe")) == 0
+    study = load(tmp_path, study="recipe", epochs=2)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    crashed = study.ask()
+    crashed.set_user_attr("run_dir", str(tmp_path / "x" / "trials" / f"trial{crashed.number:04d}"))
+    recovery.mark_owner(crashed, pid=dead.pid)
+    assert main(fake_args(tmp_path, "--trials", "2", "--epochs", "2", study="recipe")) == 0
+    retry = [t for t in load(tmp_path, study="recipe", epochs=2).trials if t.user_attrs.get("retry_of") is not None]
+    assert len(retry) == 1 and retry[0].user_attrs["retry_of"] == crashed.number
+    assert Path(retry[0].user_attrs["run_dir"]).name == f"trial{crashed.number:04d}" != f"trial{retry[0].number:04d}"
+
+
 def test_pruning_callback_reports_and_prunes():
     from types import SimpleNamespace
 
@@ -306,6 +362,8 @@ def test_pruning_callback_reports_and_prunes():
       "postgresql://nobody@127.0.0.1:9/none"], "cannot open storage postgresql://nobody@127.0.0.1:9/none"),
     (["--study", "padding", "--protocol", "smoke", "--data-dir", "EMPTY"], "no cifar10 data"),
     (["--study", "padding", "--eval-sizes", "24,x"], "--eval-sizes '24,x'"),
+    (["--study", "padding", "--logger", "csv,neptune"], "--logger: logger='csv,neptune': unknown logger 'neptune'"),
+    (["--study", "padding", "--checkpoint-every-s", "-1"], "--checkpoint-every-s must be >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, needle):
     args = [str(tmp_path) if a == "EMPTY" else a for a in args] + ["--runs-dir", str(tmp_path / "runs")]
@@ -435,3 +493,45 @@ def test_real_sweep_journal_kill_restart_two_workers(tmp_path):
 def test_real_sweep_postgres_kill_restart_two_workers(tmp_path, postgres_url):
     _need_real_stack()
     _real_sweep(tmp_path / "runs", postgres_url, ("zero", "reflect"))  # fewer rows: same machinery, less CPU
+
+
+@pytest.mark.slow
+def test_real_trial_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
+    """SIGKILL a real sweep while its trial trains; the same command again resumes that trial from its last
+    checkpoint (not epoch 0) and records exactly the numbers of an uninterrupted sweep, with the whole curve."""
+    _need_real_stack()
+    args = ["--study", "padding", "--protocol", "smoke", "--rows", "zero", "--seeds", "1", "--train-subset", "200",
+            "--eval-subset", "100", "--batch-size", "25", "--epochs", "4", "--data-dir", str(DATA), "--checkpoint-every-s", "0"]
+    assert main([*args, "--runs-dir", str(tmp_path / "reference")]) == 0
+
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([*RUN, *args, "--runs-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    seen = []
+    for line in proc.stdout:  # the trial's progress lines reach the redirected log while it trains
+        seen.append(line)
+        if "zero seed 0: epoch 2/4  train_loss " in line:  # epoch 0's checkpoint is on disk
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
+    folder = next(runs.glob("padding-smoke+*"))
+    trial_dir = folder / "trials" / "zero__seed0"
+    assert (trial_dir / "checkpoints" / "last.ckpt").is_file()
+
+    assert main([*args, "--runs-dir", str(runs)]) == 0
+    ref_folder = next((tmp_path / "reference").glob("padding-smoke+*"))
+    keys = ("val_acc", "best_val_acc", "test_acc")
+    done = [r for r in read_csv(folder / "results.csv") if r["state"] == "COMPLETE"]
+    reference = [r for r in read_csv(ref_folder / "results.csv") if r["state"] == "COMPLETE"]
+    assert len(done) == 1 and [done[0][k] for k in keys] == [reference[0][k] for k in keys]
+    timing = ("images_per_s", "epoch_s")
+    metrics = [{k: v for k, v in r.items() if k not in timing} for r in read_csv(trial_dir / "metrics.csv")]
+    assert metrics == [{k: v for k, v in r.items() if k not in timing}
+                       for r in read_csv(ref_folder / "trials" / "zero__seed0" / "metrics.csv")]
+    name = json.loads((folder / "sweep.json").read_text())["optuna_study"]
+    study = optuna.load_study(study_name=name, storage=open_storage(None, folder))
+    resumed = study.get_trials(states=(TrialState.COMPLETE,))[0]
+    assert 1 <= resumed.user_attrs["resumed_from_epoch"] <= 2  # continued from a checkpoint, not from epoch 0
+    assert sorted(resumed.intermediate_values) == [0, 1, 2, 3]  # restored epochs reported too: the whole curve
+    assert not (trial_dir / "checkpoints").exists()

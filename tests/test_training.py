@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from lightning_modules import (
     load_cifar,
     run,
 )
+from lightning_modules.progress import EpochBar, EpochProgress, human_duration, progress_callback
 from lightning_modules.run import METRIC_COLUMNS
 from lightning_modules.train import main
 
@@ -272,3 +274,60 @@ def test_bf16_mixed_runs_on_cpu_and_is_recorded(tmp_path: Path) -> None:
     assert "test_acc@28" in result
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["resolved"]["precision"] == "bf16-mixed"
+
+
+class BarSpy(pl.Callback):
+    """At the end of each training epoch, before the module logs that epoch's train metrics: what the bar shows
+    and what the stock bar (Lightning's logged progress-bar metrics) would show."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.stock: list[float | None] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        bar = next(cb for cb in trainer.callbacks if isinstance(cb, EpochBar))
+        self.shown.append(bar.get_metrics(trainer, pl_module)["train_loss"])
+        stock = trainer.progress_bar_metrics.get("train_loss")
+        self.stock.append(None if stock is None else float(stock))
+
+
+def test_progress_bar_shows_the_running_epochs_numbers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spy = BarSpy()
+    run(tiny(tmp_path, epochs=3, progress="bar"), callbacks=[spy])
+    rows = _rows(tmp_path / "run")
+    assert spy.shown == [f"{float(r['train_loss']):.3f}" for r in rows]
+    # the stock postfix lagged one epoch behind: nothing in epoch 0, then the previous epoch's loss
+    assert spy.stock[0] is None and spy.stock[1:] == pytest.approx([float(r["train_loss"]) for r in rows[:-1]])
+    assert "\r" in capsys.readouterr().out  # an interactive bar (only chosen on a terminal with progress=auto)
+
+
+def test_progress_lines_and_auto_mode(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert isinstance(progress_callback("auto"), EpochProgress)  # pytest captures stdout: not a terminal
+    assert progress_callback("off") is None
+    run(tiny(tmp_path, epochs=2, progress="auto"))
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if " epoch " in line]
+    rows = _rows(tmp_path / "run")
+    assert len(lines) == 2 and "\r" not in out
+    assert "epoch 2/2  train_loss " in lines[1] and f"val_acc {float(rows[1]['val_acc']):.2f}%" in lines[1]
+    assert "img/s" in lines[1] and lines[1].endswith("ETA 0s")
+    assert human_duration(59.6) == "1m00s" and human_duration(3 * 3600 + 125) == "3h02m"
+    with pytest.raises(ValueError, match="progress='loud'"):
+        tiny(tmp_path, progress="loud")
+
+
+def test_loggers_are_one_option_away(tmp_path: Path) -> None:
+    run(tiny(tmp_path, epochs=1, logger="csv"))
+    logged = list((tmp_path / "run" / "logs" / "csv").glob("version_*/metrics.csv"))
+    assert len(logged) == 1
+    with open(logged[0]) as f:
+        assert any(r.get("val_acc") for r in csv.DictReader(f))
+    with pytest.raises(ValueError, match="unknown logger 'neptune'; allowed: none or"):
+        tiny(tmp_path, logger="csv,neptune")
+    for name, package in (("tensorboard", "tensorboard"), ("wandb", "wandb"), ("mlflow", "mlflow")):
+        if importlib.util.find_spec(package) is None and (name != "tensorboard" or
+                                                          importlib.util.find_spec("tensorboardX") is None):
+            with pytest.raises(ValueError, match=f"needs the {package} package: pip install {package}"):
+                tiny(tmp_path, logger=name)
+        else:
+            assert tiny(tmp_path, logger=name).logger == name
