@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from ablations import Study
 from sweeps.protocols import Protocol
 
 Trainer = Callable[["TrialJob", Sequence[Any]], dict]
@@ -38,9 +39,21 @@ class TrialJob:
     extra: dict = field(default_factory=dict)  # tune hyperparameters that are not protocol fields
 
 
-def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
-    """Map a job onto `lightning_modules.RunConfig` (by field name, so a renamed field fails loudly) and run it."""
-    from lightning_modules import RunConfig, run
+def job_for(study: Study, protocol: Protocol, row: str, seed: int, hp: dict, run_dir: Path,
+            eval_sizes: tuple[int, ...] = (), data_dir: Path | None = None, download: bool = False) -> TrialJob:
+    """The job of one cell (or one tune trial with hyperparameters `hp`): what a worker trains, and what the
+    sweep checks before its first trial."""
+    return TrialJob(
+        study=study.name, row=row, seed=seed, overrides=dict(study.row(row).overrides),
+        protocol=dataclasses.replace(protocol, **{k: v for k, v in hp.items() if hasattr(protocol, k)}),
+        preset=study.base_preset or protocol.preset, run_dir=run_dir, eval_sizes=tuple(eval_sizes),
+        data_dir=data_dir, download=download, extra={k: v for k, v in hp.items() if not hasattr(protocol, k)},
+    )
+
+
+def run_config(job: TrialJob):
+    """The job as a `lightning_modules.RunConfig` (by field name, so a renamed field fails loudly); validated."""
+    from lightning_modules import RunConfig
 
     p = job.protocol
     wanted = {
@@ -54,8 +67,31 @@ def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
     names = {f.name for f in dataclasses.fields(RunConfig)}
     missing = sorted(k for k, v in wanted.items() if k not in names and v not in (None, (), {}, False))
     if missing:
-        raise TypeError(f"RunConfig has no field(s) {missing}; update sweeps.trainers.lightning_trainer")
-    return run(RunConfig(**{k: v for k, v in wanted.items() if k in names}), callbacks=callbacks)
+        raise TypeError(f"RunConfig has no field(s) {missing}; update sweeps.trainers.run_config")
+    return RunConfig(**{k: v for k, v in wanted.items() if k in names})
+
+
+def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
+    """Run the job through `lightning_modules.run`."""
+    from lightning_modules import run
+
+    return run(run_config(job), callbacks=callbacks)
+
+
+def check_job(trainer: Trainer, job: TrialJob) -> None:
+    """Build what a trial builds before it trains (the model config, the lightning trainer's RunConfig) and plan
+    its input sizes; ValueError/TypeError on a bad value. Any trainer gets the model checks."""
+    import hiremlp
+
+    num_classes = 100 if job.protocol.dataset == "cifar100" else 10
+    if trainer is lightning_trainer:
+        cfg = run_config(job).model_config(num_classes)
+    else:
+        drop = {"drop_path_rate": job.protocol.drop_path} if job.protocol.drop_path else {}
+        cfg = hiremlp.get_config(job.preset, **{**job.overrides, **drop, "num_classes": num_classes})
+    hiremlp.check_input_size(cfg, 32)  # the training size: a row that cannot train at it fails every seed
+    for size in job.eval_sizes:  # a size a row cannot run is recorded as na@size, never an error
+        hiremlp.stage_plan(cfg, size)
 
 
 def fake_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:

@@ -22,8 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ablations import Study
 from sweeps import grid, recovery, results, tune
 from sweeps.grid import Cell
-from sweeps.protocols import Protocol, with_overrides
-from sweeps.trainers import Trainer, TrialJob
+from sweeps.protocols import Protocol
+from sweeps.trainers import Trainer, TrialJob, job_for
 
 RESULT_KEYS = ("val_acc", "best_val_acc", "test_acc", "test_loss", "params", "macs", "images_per_s", "wall_s",
                "epochs_run")
@@ -169,19 +169,16 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
             sweep.log(f"skip  {name}: already {dup.state.name.lower()} as trial {dup.number}")
             return
 
-    protocol = with_overrides(sweep.protocol, **{k: v for k, v in hp.items() if hasattr(sweep.protocol, k)})
-    job = TrialJob(
-        study=sweep.study.name, row=row, seed=seed, overrides=dict(sweep.study.row(row).overrides),
-        protocol=protocol, preset=sweep.study.base_preset or protocol.preset, run_dir=run_dir,
-        eval_sizes=sweep.eval_sizes, data_dir=sweep.data_dir, download=sweep.download,
-        extra={k: v for k, v in hp.items() if not hasattr(sweep.protocol, k)},
-    )
+    job = job_for(sweep.study, sweep.protocol, row, seed, hp, run_dir, sweep.eval_sizes, sweep.data_dir,
+                  sweep.download)
+    protocol = job.protocol
     shutil.rmtree(run_dir, ignore_errors=True)  # a crashed earlier attempt's partial files
     run_dir.mkdir(parents=True, exist_ok=True)
     attrs = {
         "row": row, "seed": seed, "run_dir": str(run_dir), "code_version": results.code_version(),
         "versions": results.library_versions(), "protocol": dataclasses.asdict(protocol),
         "preset": job.preset, "overrides": _jsonable(job.overrides), "cfg": _flat_config(job),
+        "threads": _torch_threads(),
     }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
@@ -255,6 +252,27 @@ def failure_reason(e: BaseException) -> str:
     return f"{name}: {msg}"[:300]
 
 
+RETRY_FIXES = ("never ran", "crashed/stale", "interrupted", "out of memory", "duplicate")
+RETRY_REPEATS = ("config error", "diverged")  # the same recipe and seed fail the same way
+
+
+def retry_advice(reasons: list[str]) -> str:
+    """What to do about cells without a result: a rerun only for failures a rerun can fix."""
+    fixes = sum(r.startswith(RETRY_FIXES) for r in reasons)
+    repeats = sum(r.startswith(RETRY_REPEATS) for r in reasons)
+    other = len(reasons) - fixes - repeats
+    parts = []
+    if fixes:
+        parts.append(f"{fixes} crashed, were interrupted, ran out of memory or never ran: run the same command "
+                     "again to retry them")
+    if repeats:
+        parts.append(f"{repeats} failed on their configuration or diverged: a rerun fails them the same way, so "
+                     "change the recipe or the row first")
+    if other:
+        parts.append(f"{other} raised an error (fail_reason above): fix its cause, then run the same command again")
+    return "; ".join(parts)
+
+
 def _free_gpu_memory() -> None:
     try:
         import torch
@@ -276,6 +294,13 @@ def _flat_config(job: TrialJob) -> dict:
         return cfg.to_flat()
     except Exception:  # noqa: BLE001 - the trainer will fail this trial with the real reason
         return {}
+
+
+def _torch_threads() -> int:
+    """The intra-op threads this trial trains with (so a slow trial can be told from an oversubscribed one)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _fmt_hp(hp: dict) -> str:
