@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=None, help="seeds per row (default 1; tune studies: ignored)")
     p.add_argument("--rows", help="comma-separated subset of the study's rows")
     p.add_argument("--trials", type=int, help="tune studies: trial budget (default: the study's)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (GPUs are shared round-robin)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes (one GPU each, round-robin; without GPUs each gets cores/N threads)")
     p.add_argument("--storage", help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default runs/)")
     p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: $HIREMLP_DATA, ...)")
