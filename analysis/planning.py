@@ -50,9 +50,8 @@ def paired_spread(df: pd.DataFrame, default_row: str) -> tuple[float, int, int]:
 
 
 def _same_recipe(df: pd.DataFrame, recipe: Mapping[str, object]) -> bool:
-    """True unless the results record a `protocol.<field>` that differs from `recipe`."""
-    for key, want in recipe.items():
-        col = f"protocol.{key}"
+    """True unless the results record a column (`protocol.<field>`, `recipe.<field>`) that differs from `recipe`."""
+    for col, want in recipe.items():
         if col not in df.columns:
             continue
         for got in df[col].dropna().unique():

@@ -83,6 +83,8 @@ def result_row(trial: FrozenTrial, study: str, protocol: str) -> dict:
     }
     for key in ("val_acc", "best_val_acc", "test_acc", "params", "macs", "images_per_s", "wall_s"):
         row[key] = a.get(key, "")
+    if "threads" in a:  # CPU intra-op threads the trial ran with
+        row["threads"] = a["threads"]
     for key, value in a.items():
         if key.startswith(("test_acc@", "na@")):
             row[key] = value

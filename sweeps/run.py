@@ -33,7 +33,7 @@ from ablations import STUDIES, Study, get_study  # noqa: E402
 from ablations.distinct_rows import dry_run_text as mixing_dry_run_text  # noqa: E402
 from lightning_modules.options import add_field_options, values_of  # noqa: E402
 from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
-from sweeps import adaptive, cost, grid, progress, results, tune, worker  # noqa: E402
+from sweeps import adaptive, cost, cpu_threads, grid, preflight, progress, results, tune, worker  # noqa: E402
 from sweeps.protocols import PROTOCOLS, default_protocol_name, get_protocol, with_overrides  # noqa: E402
 from sweeps.storage import StorageError, open_storage  # noqa: E402
 from sweeps.trainers import resolve_trainer  # noqa: E402
@@ -65,7 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-seeds", type=int, help=f"--target-ci: most seeds per row (default {DEFAULT_MAX_SEEDS})")
     p.add_argument("--rows", help="comma-separated subset of the study's rows")
     p.add_argument("--trials", type=int, help="tune studies: trial budget (default: the study's)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (GPUs are shared round-robin)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes (one GPU each, round-robin; without GPUs each gets cores/N threads)")
     p.add_argument("--storage", help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default runs/)")
     p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: $HIREMLP_DATA, ...)")
@@ -139,8 +140,10 @@ def resolve(args: argparse.Namespace):
     except ValueError as e:
         raise UsageError(str(e)) from None
     rows = study.labels
-    if args.rows:
-        rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    if args.rows is not None:
+        rows = list(dict.fromkeys(r.strip() for r in args.rows.split(",") if r.strip()))
+        if not rows:
+            raise UsageError(f"--rows {args.rows!r} names no row; allowed: {', '.join(study.labels)}")
         for r in rows:
             if r not in study.labels:
                 raise UsageError(f"unknown row {r!r} for study {study.name!r}; allowed: {', '.join(study.labels)}")
@@ -237,20 +240,20 @@ def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_t
     else:
         print(f"tune: {n_trials} trials of row {rows[0]!r}, TPE {dict(study.sampler)}, MedianPruner "
               f"{dict(study.pruner)}; search space: {', '.join(study.search_space)}")
-    est = cost.estimate(study, protocol, rows, seeds, eval_sizes, n_trials)
+    est = cost.estimate(study, protocol, rows, seeds, eval_sizes, n_trials, runs_dir=runs_dir)
     print(f"{'row':16s} {'params':>10s} {'MACs/img':>10s}  overrides")
     for label in rows:
         m, n = est.macs_per_image[label], est.params[label]
         print(f"{label:16s} {n or 0:>10,d} {(m or 0) / 1e6:>9.1f}M  {dict(study.row(label).overrides)}"
               + ("" if m else "  (does not build)"))
     print(mixing_dry_run_text(study, protocol.preset, rows))
-    n_train = protocol.train_subset or cost.TRAIN_IMAGES[protocol.dataset] - protocol.val_size
+    n_train = cost.split_sizes(protocol)[0]
     epochs = protocol.recipe.total_epochs
     print(f"cost: {est.total_macs:.3g} MACs = 3 x MACs/img x {n_train:,} train images x {epochs} epochs "
           f"(+ 1 x for validation and test{', sizes ' + ','.join(map(str, eval_sizes)) if eval_sizes else ''}), "
           f"summed over the trials")
-    print(f"time: ~{cost.human_time(est.seconds)} of one device (rough: {est.throughput_note}; data loading and "
-          f"compilation not included; per-trial start-up (Lightning, data, first steps) dominates tiny smoke runs)")
+    print(f"time: ~{cost.human_time(est.seconds)} of one device, {est.source}: {est.throughput_note} "
+          f"(worker start-up not included)")
     if study.kind == "table":
         from analysis.planning import plan_text
 
@@ -259,16 +262,24 @@ def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_t
 
 
 def _recipe(protocol) -> dict:
-    return {k: v for k, v in dataclasses.asdict(protocol).items() if k not in ("description", "device")}
+    """The results.csv columns an earlier run of the same protocol must match (the device may differ)."""
+    return {**{f"protocol.{k}": v for k, v in protocol.record().items() if k != "device"},
+            **{f"recipe.{k}": v for k, v in protocol.recipe.to_flat().items()}}
 
 
-def spawn_workers(n: int, argv: list[str]) -> int:
-    """Start n copies of this command as workers (one GPU each, round-robin) and wait for them."""
+def spawn_workers(n: int, argv: list[str], device: str = "auto") -> int:
+    """Start n copies of this command as workers (one GPU each, round-robin; without GPUs, a share of the CPU
+    cores each) and wait for them."""
     import torch
 
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     gpus = [g for g in visible.split(",") if g.strip()] if visible else [str(i) for i in range(
         torch.cuda.device_count())]
+    threads_env = {}
+    if not gpus or device == "cpu":
+        budget = cpu_threads.plan(n)
+        log(budget.describe())
+        threads_env = budget.env()
     child_argv, skip = [], False
     for a in argv:
         if skip:
@@ -279,13 +290,13 @@ def spawn_workers(n: int, argv: list[str]) -> int:
             child_argv.append(a)
     procs = []
     for i in range(n):
-        env = dict(os.environ)
-        if gpus:
+        env = {**os.environ, **threads_env}
+        if gpus and device != "cpu":
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         cmd = [sys.executable, str(Path(__file__).resolve()), *child_argv, "--as-worker"]
         procs.append(subprocess.Popen(cmd, env=env))
         log(f"worker {i + 1}/{n} started (pid {procs[-1].pid}"
-            + (f", CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']})" if gpus else ")"))
+            + (f", CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']})" if gpus and device != "cpu" else ")"))
     try:
         return max(p.wait() for p in procs)
     except KeyboardInterrupt:
@@ -326,8 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         list_studies()
         return 0
     try:
-        return _main(args, argv)
-    except (UsageError, StorageError) as e:
+        with warnings.catch_warnings():  # filters a sweep installs (the archive warning said once) end with it
+            return _main(args, argv)
+    except (UsageError, StorageError, preflight.PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -342,14 +354,24 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     spec = grid.spec(study, protocol)
     name = grid.study_name(spec)
     rule = seed_rule(args, study, rows, seeds)
-    if args.dry_run:
-        dry_run(study, protocol, rows, seeds, eval_sizes, n_trials, name, args.runs_dir, rule)
-        return 0
     try:
         trainer = resolve_trainer(args.trainer)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if not args.as_worker:  # checked once by the command, not again by each worker it starts
+        preflight.check_recipe(study, protocol, rows, eval_sizes, trainer)
+    if args.dry_run:
+        dry_run(study, protocol, rows, seeds, eval_sizes, n_trials, name, args.runs_dir, rule)
+        return 0
     data_dir = args.data_dir if args.trainer == "fake" else find_data_dir(args, protocol.dataset)
+    if args.trainer != "fake":
+        if not args.as_worker:
+            note = preflight.verify_data(protocol.dataset, data_dir, args.download)
+            if note:
+                log(f"warning: {note}")
+        preflight.ignore_archive_warning()  # said once above, not once per trial
+    if args.as_worker:
+        cpu_threads.apply_from_env()
 
     label = protocol_label(protocol, name)
     folder = run_folder(args.runs_dir, study, label, name)
@@ -392,7 +414,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         if done:
             log(progress.progress_line(ostudy, sweep.todo))
     if args.workers > 1:
-        spawn_workers(args.workers, argv)
+        spawn_workers(args.workers, argv, protocol.device)
     else:
         worker.work(sweep)
     return finish(sweep, args)
@@ -420,10 +442,12 @@ def finish(sweep: worker.Sweep, args: argparse.Namespace) -> int:
     if not bad:
         log(f"all {len(sweep.todo)} cells complete; results: {sweep.folder / 'results.csv'}")
         return 0
+    reasons = []
     for cell, t in bad.items():
+        reasons.append("never ran" if t is None else t.user_attrs.get("fail_reason", ""))
         why = "never ran" if t is None else f"{t.state.name}: {t.user_attrs.get('fail_reason', '')}"
         log(f"no result for {cell.key} ({why})")
-    log(f"{len(bad)} of {len(sweep.todo)} cells have no result; run the same command again to retry them")
+    log(f"{len(bad)} of {len(sweep.todo)} cells have no result: {worker.retry_advice(reasons)}")
     return 1
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from sweeps.protocols import Protocol
+from ablations import Study
+from sweeps.protocols import Protocol, with_overrides
 
 Trainer = Callable[["TrialJob", Sequence[Any]], dict]
 
@@ -39,21 +40,54 @@ class TrialJob:
     run_options: dict = field(default_factory=dict)  # RunConfig run-control fields (RUN_CONTROL)
 
 
-def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
-    """Run the job through `lightning_modules.run`."""
-    from lightning_modules import RunConfig, run
+def job_for(study: Study, protocol: Protocol, row: str, seed: int, hp: dict, run_dir: Path,
+            eval_sizes: tuple[int, ...] = (), data_dir: Path | None = None, download: bool = False,
+            run_options: dict | None = None) -> TrialJob:
+    """The job of one cell (or one tune trial with recipe overrides `hp`): what a worker trains, and what the
+    sweep checks before its first trial. ValueError when `hp` makes an invalid recipe."""
+    return TrialJob(
+        study=study.name, row=row, seed=seed, overrides=dict(study.row(row).overrides),
+        protocol=with_overrides(protocol, **hp), preset=study.base_preset or protocol.preset, run_dir=run_dir,
+        eval_sizes=tuple(eval_sizes), data_dir=data_dir, download=download, run_options=dict(run_options or {}),
+    )
+
+
+def run_config(job: TrialJob):
+    """The job as a validated `lightning_modules.RunConfig`."""
+    from lightning_modules import RunConfig
 
     p = job.protocol
-    cfg = RunConfig(
+    return RunConfig(
         preset=job.preset, model_overrides=dict(job.overrides), dataset=p.dataset, recipe=p.recipe,
         train_subset=p.train_subset, eval_subset=p.eval_subset, val_size=p.val_size, data_seed=p.data_seed,
         seed=job.seed, run_dir=str(job.run_dir), eval_sizes=tuple(job.eval_sizes),
         data_dir=str(job.data_dir) if job.data_dir else None, download=job.download, device=p.device,
         precision=p.precision, **job.run_options,
     )
-    return run(cfg, callbacks=callbacks)
 
 
+def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
+    """Run the job through `lightning_modules.run`."""
+    from lightning_modules import run
+
+    return run(run_config(job), callbacks=callbacks)
+
+
+def check_job(trainer: Trainer, job: TrialJob) -> None:
+    """Build what a trial builds before it trains (the model config, the lightning trainer's RunConfig) and plan
+    its input sizes; ValueError/TypeError on a bad value. Any trainer gets the model checks."""
+    import hiremlp
+
+    num_classes = 100 if job.protocol.dataset == "cifar100" else 10
+    if trainer is lightning_trainer:
+        cfg = run_config(job).model_config(num_classes)
+    else:
+        drop = job.protocol.recipe.drop_path
+        extra = {"drop_path_rate": drop} if drop is not None else {}
+        cfg = hiremlp.get_config(job.preset, **{**job.overrides, **extra, "num_classes": num_classes})
+    hiremlp.check_input_size(cfg, 32)  # the training size: a row that cannot train at it fails every seed
+    for size in job.eval_sizes:  # a size a row cannot run is recorded as na@size, never an error
+        hiremlp.stage_plan(cfg, size)
 def _unit_normal(key: str) -> float:
     """A standard normal draw fixed by `key`: the same (row, seed) always gets the same noise."""
     return float(np.random.default_rng(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)).standard_normal())

@@ -22,8 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ablations import Study
 from sweeps import adaptive, grid, progress, recovery, results, tune
 from sweeps.grid import Cell
-from sweeps.protocols import Protocol, with_overrides
-from sweeps.trainers import Trainer, TrialJob
+from sweeps.protocols import Protocol
+from sweeps.trainers import Trainer, TrialJob, job_for
 
 if TYPE_CHECKING:
     from analysis.seed_rule import SeedRule
@@ -182,17 +182,13 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
             return
 
     try:
-        protocol = with_overrides(sweep.protocol, **hp)
+        job = job_for(sweep.study, sweep.protocol, row, seed, hp, run_dir, sweep.eval_sizes, sweep.data_dir,
+                      sweep.download, sweep.run_options)
     except ValueError as e:  # e.g. a sampled epoch budget shorter than the warmup
         _close(sweep, trial, TrialState.FAIL, fail_reason=f"config error: {e}"[:300])
         sweep.log(f"fail  {name}: config error: {e}")
         return
-    job = TrialJob(
-        study=sweep.study.name, row=row, seed=seed, overrides=dict(sweep.study.row(row).overrides),
-        protocol=protocol, preset=sweep.study.base_preset or protocol.preset, run_dir=run_dir,
-        eval_sizes=sweep.eval_sizes, data_dir=sweep.data_dir, download=sweep.download,
-        run_options=dict(sweep.run_options),
-    )
+    protocol = job.protocol
     # An earlier attempt of this cell (crashed, killed, failed) may have left its checkpoint here: the trainer
     # resumes from it. Only that attempt's verdict files go.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -203,6 +199,7 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
         "versions": results.library_versions(), "protocol": protocol.record(),
         "recipe": protocol.recipe.to_flat(),
         "preset": job.preset, "overrides": _jsonable(job.overrides), "cfg": _flat_config(job),
+        "threads": _torch_threads(),
     }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
@@ -279,6 +276,27 @@ def failure_reason(e: BaseException) -> str:
     return f"{name}: {msg}"[:300]
 
 
+RETRY_FIXES = ("never ran", "crashed/stale", "interrupted", "out of memory", "duplicate")
+RETRY_REPEATS = ("config error", "diverged")  # the same recipe and seed fail the same way
+
+
+def retry_advice(reasons: list[str]) -> str:
+    """What to do about cells without a result: a rerun only for failures a rerun can fix."""
+    fixes = sum(r.startswith(RETRY_FIXES) for r in reasons)
+    repeats = sum(r.startswith(RETRY_REPEATS) for r in reasons)
+    other = len(reasons) - fixes - repeats
+    parts = []
+    if fixes:
+        parts.append(f"{fixes} crashed, were interrupted, ran out of memory or never ran: run the same command "
+                     "again to retry them")
+    if repeats:
+        parts.append(f"{repeats} failed on their configuration or diverged: a rerun fails them the same way, so "
+                     "change the recipe or the row first")
+    if other:
+        parts.append(f"{other} raised an error (fail_reason above): fix its cause, then run the same command again")
+    return "; ".join(parts)
+
+
 def _free_gpu_memory() -> None:
     try:
         import torch
@@ -300,6 +318,13 @@ def _flat_config(job: TrialJob) -> dict:
         return cfg.to_flat()
     except Exception:  # noqa: BLE001 - the trainer will fail this trial with the real reason
         return {}
+
+
+def _torch_threads() -> int:
+    """The intra-op threads this trial trains with (so a slow trial can be told from an oversubscribed one)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _fmt_hp(hp: dict) -> str:

@@ -1,55 +1,56 @@
-"""notebooks/: stored without outputs, in sync with their builder, and run top to bottom on a small fixture."""
+"""notebooks/: jupytext-paired (`notebooks/*.py` percent sources = the `.ipynb` cells), stored without outputs,
+and run top to bottom on a small fixture. Every tool these tests use is in the dev extras: nothing is skipped."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
+import jupytext
+import nbclient
+import nbformat
 import pytest
 
 from analysis.synthetic import write_synthetic_study
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted(p.with_suffix(".ipynb") for p in (ROOT / "notebooks").glob("*.py"))
 
 
-def test_both_notebooks_exist():
+def test_both_notebooks_exist_with_their_sources():
     assert {p.stem for p in NOTEBOOKS} >= {"ablation_report", "model_anatomy"}
+    stored = {p for p in (ROOT / "notebooks").glob("*.ipynb") if not p.stem.endswith("-executed")}
+    assert stored == set(NOTEBOOKS)  # every notebook has its source and every source its notebook
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_stored_without_outputs(path):
+    """What nbstripout would strip: outputs, execution counts, cell metadata beyond tags, notebook metadata beyond
+    the kernel, the language and the jupytext pairing."""
     nb = json.loads(path.read_text())
     assert nb["nbformat"] == 4
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    assert all(set(c["metadata"]) <= {"tags"} for c in nb["cells"])
+    assert set(nb["metadata"]) <= {"kernelspec", "language_info", "jupytext"}
+    assert nb["metadata"]["jupytext"]["formats"] == "ipynb,py:percent"
     assert "parameters" in code[0]["metadata"].get("tags", [])
 
 
-@pytest.mark.skipif(shutil.which("nbstripout") is None, reason="nbstripout not installed")
-def test_nbstripout_verify():
-    proc = subprocess.run(["nbstripout", "--verify", *map(str, NOTEBOOKS)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
 
 
-def test_notebooks_match_their_builder():
-    """Editing an .ipynb by hand and forgetting build_notebooks.py (or the reverse) shows up here."""
-    nbformat = pytest.importorskip("nbformat")
-    spec = importlib.util.spec_from_file_location("build_notebooks", ROOT / "notebooks" / "build_notebooks.py")
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    for name, cells in (("ablation_report", builder.ABLATION_REPORT), ("model_anatomy", builder.MODEL_ANATOMY)):
-        expected = nbformat.writes(builder._notebook(cells))
-        assert (ROOT / "notebooks" / f"{name}.ipynb").read_text().strip() == expected.strip(), name
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_matches_its_jupytext_source(path):
+    """Editing one side and not syncing (`jupytext --sync notebooks/*.py`) shows up here."""
+    source = path.with_suffix(".py")
+    assert _cells(jupytext.read(source)) == _cells(nbformat.read(path, as_version=4)), (
+        f"{path.name} and {source.name} differ: run `jupytext --sync {source.relative_to(ROOT)}`")
 
 
 def _execute(name: str, parameters: str) -> list[str]:
     """Run the notebook with its `parameters` cell replaced; returns the text of all outputs."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source = parameters
@@ -72,7 +73,6 @@ def test_ablation_report_runs_on_fixture(tmp_path):
 
 
 def test_model_anatomy_runs():
-    pytest.importorskip("hiremlp")
     outputs = "\n".join(_execute(
         "model_anatomy", 'presets = ["smoke"]\npreset = "smoke"\nimage_sizes = [32]\nmap_size = (5, 5)\n'
                          'pixel = (4, 4)'))

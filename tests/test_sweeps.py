@@ -91,14 +91,15 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- fast tests
 
-def test_list_and_dry_run(capsys):
+def test_list_and_dry_run(tmp_path, capsys):
     assert main(["--list"]) == 0
     out = capsys.readouterr().out
     assert "padding" in out and "Table 5" in out and "recipe" in out
-    assert main(["--study", "cross_region", "--protocol", "smoke", "--seeds", "3", "--dry-run"]) == 0
+    assert main(["--study", "cross_region", "--protocol", "smoke", "--seeds", "3", "--dry-run", "--runs-dir",
+                 str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "grid: 2 rows x 3 seed(s) = 6 trials" in out
-    assert "MACs/img" in out and "cost:" in out and "time: ~" in out and "measured here" in out  # CPU protocol
+    assert "MACs/img" in out and "cost:" in out and "time: ~" in out and "measured: row" in out  # CPU protocol
     assert main(["--study", "recipe", "--protocol", "cifar10", "--trials", "20", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "tune: 20 trials" in out and "TPE" in out and "time: ~" in out
@@ -481,6 +482,11 @@ def _real_sweep(runs: Path, storage: str | None, rows: tuple[str, ...]) -> None:
         assert f"start {row} seed 0" not in second.stdout
     for row in complete:
         assert (results().parent / "trials" / f"{row}__seed0" / "metrics.csv").is_file()
+    from lightning_modules.cifar import SPECS, md5sum
+
+    unofficial = md5sum(DATA / "cifar-10-python.tar.gz") != SPECS["cifar10"].md5
+    # the archive is verified once per sweep: its warning once, not once per trial or per worker
+    assert (second.stdout + second.stderr).count("is not the official") == int(unofficial)
 
 
 @pytest.mark.slow
@@ -501,7 +507,8 @@ def test_real_trial_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
     checkpoint (not epoch 0) and records exactly the numbers of an uninterrupted sweep, with the whole curve."""
     _need_real_stack()
     args = ["--study", "padding", "--protocol", "smoke", "--rows", "zero", "--seeds", "1", "--train-subset", "200",
-            "--eval-subset", "100", "--batch-size", "25", "--epochs", "4", "--data-dir", str(DATA), "--checkpoint-every-s", "0"]
+            "--eval-subset", "100", "--batch-size", "25", "--epochs", "4", "--data-dir", str(DATA),
+            "--checkpoint-every-s", "0"]
     assert main([*args, "--runs-dir", str(tmp_path / "reference")]) == 0
 
     runs = tmp_path / "runs"
