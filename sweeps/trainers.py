@@ -46,8 +46,12 @@ def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
         train_subset=p.train_subset, eval_subset=p.eval_subset, val_size=p.val_size, data_seed=p.data_seed,
         seed=job.seed, run_dir=str(job.run_dir), eval_sizes=tuple(job.eval_sizes),
         data_dir=str(job.data_dir) if job.data_dir else None, download=job.download, device=p.device,
-        precision=p.precision,
+        precision=p.precision, image_size=p.image_size, classes=p.classes, devices=p.devices,
     )
+    if p.devices > 1:  # Lightning's launcher re-runs the command per rank: the trial gets its own command
+        from sweeps.multi_device import run_in_child
+
+        return run_in_child(cfg, callbacks)
     return run(cfg, callbacks=callbacks)
 
 
