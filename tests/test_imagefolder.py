@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TREE_TRAIN, TREE_VAL
 from PIL import Image
 
-from conftest import TREE_TRAIN, TREE_VAL
 from lightning_modules.cifar import DatasetError
 from lightning_modules.imagefolder import (
     EpochBatches,
