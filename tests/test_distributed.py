@@ -180,3 +180,45 @@ def test_two_process_ddp_on_an_image_folder(jpeg_tree: Path, tmp_path: Path) -> 
     single = _single_process_eval(run_dir, ranks[0]["state"], dm)
     assert float(logged["val_acc"]) == pytest.approx(single["acc"], abs=1e-9)
     assert float(logged["val_loss"]) == pytest.approx(single["loss"], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- sweeps
+
+class _EpochSpy:
+    """What the sweep's pruning callback sees: (epoch, val_acc) at each on_validation_end."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.seen.append((trainer.current_epoch, float(trainer.callback_metrics["val_acc"])))
+
+
+@pytest.mark.skipif(real_cifar_dir() is None, reason="real CIFAR-10 not found")
+def test_sweep_trial_on_two_devices_runs_in_its_own_command_and_reports_each_epoch(tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    from sweeps.protocols import get_protocol, with_overrides
+    from sweeps.trainers import TrialJob, lightning_trainer
+
+    monkeypatch.setenv("HIREMLP_CACHE", str(tmp_path / "cache"))
+    protocol = with_overrides(get_protocol("smoke"), devices=2, train_subset=128, eval_subset=64, batch_size=32,
+                              epochs=2)
+    job = TrialJob(study="padding", row="zero", seed=0, overrides={"padding": "zero"}, protocol=protocol,
+                   preset="smoke", run_dir=tmp_path / "trial", data_dir=real_cifar_dir())
+    spy = _EpochSpy()
+    result = lightning_trainer(job, [spy])
+    assert result["world_size"] == 2 and result["per_device_batch"] == 16
+    with open(tmp_path / "trial" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert spy.seen == [(int(r["epoch"]), float(r["val_acc"])) for r in rows] and len(rows) == 2
+    assert json.loads((tmp_path / "trial" / "run_config.json").read_text())["devices"] == 2
+
+
+def test_devices_option_reaches_the_protocol_and_the_study_name(capsys) -> None:
+    from sweeps.run import main as sweep_main
+
+    assert sweep_main(["--study", "padding", "--protocol", "imagenet", "--devices", "8", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "8 devices per trial (DDP)" in out and "on 8 GPU(s) per trial" in out
+    assert sweep_main(["--study", "padding", "--protocol", "imagenet", "--devices", "3", "--dry-run"]) == 2
+    assert "does not divide over devices=3" in capsys.readouterr().err
