@@ -236,7 +236,10 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
 
         if not cfg.data_dir:
             raise ValueError("dataset='imagefolder' needs data_dir: the folder holding train/<class>/ and val/<class>/")
-        num_classes = len(scan_image_folder(cfg.data_dir, cfg.classes).classes)  # checks the tree first
+        # checks the tree first; under torchrun/SLURM every rank starts here at once: the image check is rank 0's
+        from pytorch_lightning.utilities import rank_zero_only
+
+        num_classes = len(scan_image_folder(cfg.data_dir, cfg.classes, check=rank_zero_only.rank == 0).classes)
         image_size = cfg.image_size or 224
     else:
         num_classes, image_size = SPECS[DATAMODULES[cfg.dataset].dataset].num_classes, 32
