@@ -92,11 +92,12 @@ def row_marks(findings: Mapping, image_size: int) -> dict[str, list[str]]:
     return marks
 
 
-def dry_run_text(study: Study, preset: str, labels: Sequence[str]) -> str:
-    """The `--dry-run` block: per row the stages where it differs from the default row, then the warnings."""
+def dry_run_text(study: Study, preset: str, labels: Sequence[str], image_size: int | None = None) -> str:
+    """The `--dry-run` block: per row the stages where it differs from the default row, then the warnings, at
+    `image_size` (default: the preset's)."""
     from hiremlp import PRESET_IMAGE_SIZE
 
-    size = PRESET_IMAGE_SIZE[study.base_preset or preset]
+    size = image_size or PRESET_IMAGE_SIZE[study.base_preset or preset]
     findings = check_study(study, size, preset, labels)
     width = max(16, *(len(label) for label in labels))
     lines = [f"mixing plan at {size} px ({study.base_preset or preset}; `hiremlp.mixing_plan`), against row "

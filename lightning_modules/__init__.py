@@ -1,4 +1,5 @@
-"""CIFAR data (device-resident), the Hire-MLP LightningModule, the training recipe, and one training run (``run``).
+"""CIFAR data (device-resident), ImageFolder data, the Hire-MLP LightningModule, the training recipe, one training
+run (``run``).
 
 Names are imported on first use, so ``from lightning_modules.recipe import Recipe`` (what a sweep's command line
 needs to parse its options) does not pay for importing Lightning.
@@ -17,6 +18,7 @@ _WHERE = {
     "DivergedError": "classifier", "HireMLPClassifier": "classifier",
     "CIFAR10DataModule": "datamodule", "CIFAR100DataModule": "datamodule", "CIFARDataModule": "datamodule",
     "GpuBatches": "gpu_loader",
+    "ImageFolderDataModule": "imagefolder", "scan_image_folder": "imagefolder",
     "PAPER": "recipe", "RECIPES": "recipe", "Recipe": "recipe", "get_recipe": "recipe",
     "EpochMetrics": "epoch_metrics", "EpochProgress": "progress", "RunConfig": "run", "run": "run",
 }

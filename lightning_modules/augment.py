@@ -30,10 +30,10 @@ What follows timm 0.4.13 (the released script's library) and where it differs:
 * ``mix_batch`` is timm's ``Mixup`` in batch mode: with probability ``mix_prob`` the batch is mixed with its
   reverse, by CutMix with probability ``switch_prob`` when both are on, lambda ~ Beta(alpha, alpha), CutMix's
   lambda corrected to the pasted area.
-* ``repeated_order`` is the released code's ``RASampler`` for one process: a shuffled order in which every image
-  appears ``repeats`` times in a row, cut to the epoch's length. The released code deals the copies to 8 GPUs
-  (different BatchNorm batches, one global batch) and rounds the epoch down to a multiple of 256; here the copies
-  share one batch.
+* ``repeated_order`` is the released code's ``RASampler`` order: a shuffled order in which every image appears
+  ``repeats`` times in a row, cut to the epoch's length. Under DDP each rank takes every W-th position of it
+  (``distributed.py``), so the copies go to different GPUs as the released code deals them; in one process they
+  share one batch. The released code also rounds each epoch down to a multiple of 256 images; this does not.
 """
 
 from __future__ import annotations

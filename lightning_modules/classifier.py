@@ -21,6 +21,7 @@ from torch import nn
 
 import hiremlp
 
+from .distributed import all_reduce_sum
 from .recipe import Recipe, recipe_fields
 
 __all__ = ["RUN_OPTIONS", "DivergedError", "HireMLPClassifier"]
@@ -61,6 +62,7 @@ class HireMLPClassifier(pl.LightningModule):
         # compiled forward kept out of the module tree so state_dict keys stay those of the plain model
         self.__dict__["_forward"] = torch.compile(self.model) if options["compile"] else self.model
         self._sums: dict[str, torch.Tensor] = {}
+        self._reduced: set[str] = set()  # sums already all-reduced over the ranks this epoch
         self.best_val_acc = float("nan")
 
     @property
@@ -83,8 +85,16 @@ class HireMLPClassifier(pl.LightningModule):
         self._sums[prefix] = self._sums[prefix] + stats if prefix in self._sums else stats
 
     def epoch_stats(self, prefix: str) -> dict[str, float]:
-        """Mean loss and accuracy (percent) of the running epoch for 'train' | 'val' | 'test'."""
-        if prefix not in self._sums:
+        """Mean loss and accuracy (percent) of the running epoch for 'train' | 'val' | 'test'.
+
+        Under data-parallel training the first call of an epoch all-reduces the sums of every rank (so the
+        numbers are global, not this rank's shard); every rank makes the same calls in the same hooks.
+        """
+        if self._trainer is not None and self.trainer.world_size > 1 and prefix not in self._reduced:
+            local = self._sums.get(prefix, torch.zeros(3, device=self.device))  # a rank may have had no batch
+            self._sums[prefix] = all_reduce_sum(local)
+            self._reduced.add(prefix)
+        if prefix not in self._sums or self._sums[prefix][2] == 0:
             return {f"{prefix}_loss": math.nan, f"{prefix}_acc": math.nan}
         loss_sum, correct, n = self._sums[prefix].tolist()
         return {f"{prefix}_loss": loss_sum / n, f"{prefix}_acc": 100.0 * correct / n}
@@ -143,12 +153,15 @@ class HireMLPClassifier(pl.LightningModule):
     # ------------------------------------------------------------------------------------------ epoch hooks
     def on_train_epoch_start(self) -> None:
         self._sums.pop("train", None)
+        self._reduced.discard("train")
 
     def on_validation_epoch_start(self) -> None:
         self._sums.pop("val", None)
+        self._reduced.discard("val")
 
     def on_test_epoch_start(self) -> None:
         self._sums.pop("test", None)
+        self._reduced.discard("test")
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from .cifar import SPECS, CifarArrays, default_data_dir, download, load_cifar
+from .distributed import per_device_batch, world_of
 from .gpu_loader import GpuBatches
 from .recipe import Recipe
 
@@ -122,12 +123,17 @@ class CIFARDataModule(pl.LightningDataModule):
                        "val": put(a.train_x[val_idx], a.train_y[val_idx]),
                        "test": put(a.test_x[test_idx], a.test_y[test_idx])}
 
-    def batches(self, split: str, *, train: bool = False, size: int | None = None) -> GpuBatches:
-        """Batches of one split; ``size`` resizes the images (evaluation at other input sizes)."""
+    def batches(self, split: str, *, train: bool = False, size: int | None = None, shard: bool = True) -> GpuBatches:
+        """Batches of one split; ``size`` resizes the images (evaluation at other input sizes). Under
+        data-parallel training each rank gets its shard (``shard=False``: the whole split) and the global
+        ``batch_size`` is divided over the ranks."""
         x, y = self.splits[split]
-        return GpuBatches(x, y, self.batch_size if train else self.eval_batch_size, train=train, mean=self.mean,
+        rank, world = world_of(self.trainer) if shard else (0, 1)
+        bs = per_device_batch(self.batch_size, world) if train else max(1, self.eval_batch_size // world)
+        return GpuBatches(x, y, bs, train=train, mean=self.mean,
                           std=self.std, seed=self.seed, pad=self.pad, flip=self.flip,
-                          channels_last=self.channels_last, size=size, recipe=self.recipe if train else None)
+                          channels_last=self.channels_last, size=size, recipe=self.recipe if train else None,
+                          rank=rank, world_size=world)
 
     def train_dataloader(self) -> GpuBatches:
         if not hasattr(self, "_train"):  # one object for the whole fit, so its epoch counter advances

@@ -52,6 +52,8 @@ class EpochMetrics(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # on one device Lightning restores a checkpoint's callback states before this hook: the file then holds
         # exactly the restored rows
+        if not trainer.is_global_zero:  # under DDP one process writes the curve
+            self.path = None
         if self.path is not None:
             with open(self.path, "w", newline="") as f:
                 writer = csv.writer(f)
@@ -63,7 +65,7 @@ class EpochMetrics(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self._n += len(batch[1])
+        self._n += len(batch[1]) * trainer.world_size  # every rank steps the same number of its own images
         if batch_idx + 1 == trainer.num_training_batches:
             self._t_train = self._now(pl_module)
 

@@ -34,6 +34,7 @@ from .checkpoints import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, checkp
 from .cifar import SPECS
 from .classifier import HireMLPClassifier
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
+from .distributed import trainer_kwargs
 from .epoch_metrics import METRIC_COLUMNS, EpochMetrics
 from .gpu_loader import GpuBatches
 from .loggers import make_loggers, parse_loggers
@@ -46,7 +47,8 @@ DATAMODULES: dict[str, type[CIFARDataModule]] = {"cifar10": CIFAR10DataModule, "
 #: RunConfig fields that change how a run is watched or kept, not what it trains: a checkpoint made under other
 #: values of these still resumes
 RUN_CONTROL = frozenset({"run_dir", "data_dir", "download", "eval_sizes", "progress", "checkpoint_every_s",
-                         "keep_checkpoint", "logger"})
+                         "keep_checkpoint", "logger", "workers"})
+DATASETS = (*DATAMODULES, "imagefolder")  # imagefolder: any train/<class>/, val/<class>/ tree (imagefolder.py)
 
 
 @dataclass
@@ -59,8 +61,8 @@ class RunConfig:
 
     preset: str = "cifar_tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)  # HireMLPConfig fields
-    dataset: str = "cifar10"  # 'cifar10' | 'cifar100'
-    data_dir: str | None = None  # None: $HIREMLP_DATA, else ~/.cache/hiremlp/data
+    dataset: str = "cifar10"  # 'cifar10' | 'cifar100' | 'imagefolder'
+    data_dir: str | None = None  # None: $HIREMLP_DATA, else ~/.cache/hiremlp/data; imagefolder: the tree's root
     download: bool = False
     recipe: Recipe = PAPER  # the released training script's recipe
     train_subset: int | None = None
@@ -80,14 +82,40 @@ class RunConfig:
     keep_checkpoint: bool = False  # keep checkpoints/last.ckpt (the final epoch's) after the run completes
     logger: str = "none"  # 'none' or a comma-separated list of csv, tensorboard, wandb, mlflow
 
+    # imagefolder only: training size (None: 224), classes (None: all, N: the first N, or a class list file),
+    # DataLoader workers per process (None: the CPUs it may use, up to 8), decoder (auto | pil | torchvision)
+    image_size: int | None = None
+    classes: str | None = None
+    workers: int | None = None
+    decoder: str = "auto"
+    # data-parallel training (Lightning DDP): processes per node and nodes; recipe.batch_size stays the global batch
+    devices: int = 1
+    num_nodes: int = 1
+
+
     def __post_init__(self) -> None:
         if isinstance(self.progress, bool):  # the field used to be a flag
             self.progress = "auto" if self.progress else "off"
         if self.progress not in PROGRESS_MODES:
             raise ValueError(f"progress={self.progress!r}: expected one of {', '.join(PROGRESS_MODES)}")
         parse_loggers(self.logger)  # ValueError for unknown names and missing packages, before any work
-        if self.dataset not in DATAMODULES:
-            raise ValueError(f"dataset={self.dataset!r}: expected one of {', '.join(DATAMODULES)}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset={self.dataset!r}: expected one of {', '.join(DATASETS)}")
+        if self.dataset != "imagefolder" and self.image_size not in (None, 32):
+            raise ValueError(f"image_size={self.image_size!r}: CIFAR trains at 32 px (use eval_sizes to evaluate "
+                             f"at others); image_size is for the imagefolder dataset")
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"image_size={self.image_size!r} is not allowed: an integer >= 8")
+        for name in ("devices", "num_nodes"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: an integer >= 1")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers={self.workers!r} is not allowed: an integer >= 0")
+        if self.decoder not in ("auto", "pil", "torchvision"):
+            raise ValueError(f"decoder={self.decoder!r}: expected auto, pil or torchvision")
+        if self.recipe.batch_size % (self.devices * self.num_nodes):
+            raise ValueError(f"batch_size={self.recipe.batch_size} (the global batch) does not divide over "
+                             f"devices x num_nodes = {self.devices * self.num_nodes} processes")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device={self.device!r}: expected auto, cpu or cuda")
         self.precision = str(self.precision)
@@ -123,7 +151,10 @@ class RunConfig:
         if precision == "32-true":
             precision = "32"
         channels_last = True if self.channels_last == "auto" else bool(self.channels_last)
-        return {"device": str(dev), "precision": precision, "channels_last": channels_last}
+        world = self.devices * self.num_nodes
+        return {"device": str(dev), "precision": precision, "channels_last": channels_last, "world_size": world,
+                "global_batch": self.recipe.batch_size, "per_device_batch": self.recipe.batch_size // world,
+                "peak_lr": self.recipe.peak_lr}
 
 
 @contextlib.contextmanager
@@ -151,7 +182,7 @@ def default_run_dir() -> str:
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # ranks of a multi-node run may write at once
     tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
     os.replace(tmp, path)
 
@@ -164,9 +195,19 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     """
     wall0 = time.perf_counter()
     res = cfg.resolved()
-    dm_cls = DATAMODULES[cfg.dataset]
-    model_cfg = cfg.model_config(SPECS[dm_cls.dataset].num_classes)
-    image_size = 32
+    if cfg.dataset == "imagefolder":
+        from .imagefolder import scan_image_folder
+
+        if not cfg.data_dir:
+            raise ValueError("dataset='imagefolder' needs data_dir: the folder holding train/<class>/ and val/<class>/")
+        # checks the tree first; under torchrun/SLURM every rank starts here at once: the image check is rank 0's
+        from pytorch_lightning.utilities import rank_zero_only
+
+        num_classes = len(scan_image_folder(cfg.data_dir, cfg.classes, check=rank_zero_only.rank == 0).classes)
+        image_size = cfg.image_size or 224
+    else:
+        num_classes, image_size = SPECS[DATAMODULES[cfg.dataset].dataset].num_classes, 32
+    model_cfg = cfg.model_config(num_classes)
     hiremlp.check_input_size(model_cfg, image_size)
     device = torch.device(res["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -189,19 +230,16 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        dm = dm_cls(data_dir=cfg.data_dir, batch_size=cfg.recipe.batch_size, val_size=cfg.val_size,
-                    train_subset=cfg.train_subset, eval_subset=cfg.eval_subset, seed=cfg.seed,
-                    data_seed=cfg.data_seed, device=device, download=cfg.download,
-                    channels_last=res["channels_last"], recipe=cfg.recipe)
+        dm = _datamodule(cfg, device, res["channels_last"], image_size)
         dm.prepare_data()
-        dm.setup("fit")
+        if res["world_size"] == 1:  # under DDP Lightning sets it up once each rank has its device
+            dm.setup("fit")
         module = HireMLPClassifier(**hparams)
         metrics = EpochMetrics(run_dir / "metrics.csv")
         progress = progress_callback(cfg.progress)
         loggers = make_loggers(parse_loggers(cfg.logger), run_dir, run_dir.name)
         trainer = pl.Trainer(
-            accelerator="gpu" if device.type == "cuda" else "cpu",
-            devices=[device.index or 0] if device.type == "cuda" else 1,
+            **trainer_kwargs("gpu" if device.type == "cuda" else "cpu", cfg.devices, cfg.num_nodes, device.index),
             precision="bf16-mixed" if res["precision"] == "bf16-mixed" else "32-true",
             max_epochs=cfg.recipe.total_epochs, logger=loggers or False, enable_model_summary=False,
             enable_progress_bar=isinstance(progress, EpochBar), num_sanity_val_steps=0, log_every_n_steps=1_000_000,
@@ -225,7 +263,11 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
             "images_per_s": _mean([r["images_per_s"] for r in metrics.rows[1:] or metrics.rows]),
             "epochs_run": len(metrics.rows),
             "resumed_from_epoch": metrics.restored,  # epochs restored from a checkpoint; 0 for a fresh run
+            "world_size": trainer.world_size, "global_batch": cfg.recipe.batch_size,
+            "per_device_batch": cfg.recipe.batch_size // trainer.world_size, "peak_lr": cfg.recipe.peak_lr,
         }
+        if cfg.dataset == "imagefolder":
+            result["decoder"] = dm.decoder
         if cfg.eval_sizes:
             result["eval_interpolation"] = GpuBatches.interpolation
             amp = torch.bfloat16 if res["precision"] == "bf16-mixed" else None
@@ -236,12 +278,30 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
                 except ValueError as e:
                     result[f"na@{size}"] = str(e)
                     continue
-                result[f"test_acc@{size}"] = module.evaluate(dm.batches("test", size=size), amp)["acc"]
+                # every rank scores the whole test set (shard=False): the numbers are global without a reduce
+                result[f"test_acc@{size}"] = module.evaluate(dm.batches("test", size=size, shard=False), amp)["acc"]
     result["wall_s"] = time.perf_counter() - wall0  # this attempt only
-    _write_json(run_dir / "result.json", result)
-    if not cfg.keep_checkpoint:
-        shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
+    if trainer.is_global_zero:
+        _write_json(run_dir / "result.json", result)
+        if not cfg.keep_checkpoint:
+            shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
     return result
+
+
+def _datamodule(cfg: RunConfig, device: torch.device, channels_last: bool,
+                image_size: int) -> pl.LightningDataModule:
+    if cfg.dataset == "imagefolder":
+        from .imagefolder import ImageFolderDataModule
+
+        return ImageFolderDataModule(cfg.data_dir, batch_size=cfg.recipe.batch_size, val_size=cfg.val_size,
+                                     train_subset=cfg.train_subset, eval_subset=cfg.eval_subset, seed=cfg.seed,
+                                     data_seed=cfg.data_seed, device=device, channels_last=channels_last,
+                                     recipe=cfg.recipe, image_size=image_size, classes=cfg.classes,
+                                     workers=cfg.workers, decoder=cfg.decoder)
+    return DATAMODULES[cfg.dataset](data_dir=cfg.data_dir, batch_size=cfg.recipe.batch_size, val_size=cfg.val_size,
+                                    train_subset=cfg.train_subset, eval_subset=cfg.eval_subset, seed=cfg.seed,
+                                    data_seed=cfg.data_seed, device=device, download=cfg.download,
+                                    channels_last=channels_last, recipe=cfg.recipe)
 
 
 def _mean(xs: list[float]) -> float:

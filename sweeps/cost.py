@@ -26,17 +26,40 @@ from ablations import Study
 from sweeps.protocols import Protocol
 
 ASSUMED_MACS_PER_S = {"cuda": 20e12, "cpu": 30e9}  # sustained training MAC/s: a guess, stated as one
-TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}
-TEST_IMAGES = 10_000
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagefolder": 1_281_167}  # imagefolder: ImageNet-1k's
 EVAL_BATCH_MIN = 512  # lightning_modules.CIFARDataModule evaluates at max(batch_size, 512)
 # protocol and recipe fields that decide images/s on one machine; the rest (epochs, subsets) is scaled as work
 SAME_SPEED_FIELDS = ("name", "dataset", "device", "precision")
 SAME_SPEED_RECIPE_FIELDS = ("batch_size",)
+EVAL_IMAGES = {"cifar10": 10_000, "cifar100": 10_000, "imagefolder": 50_000}  # the reported test split
+IMAGENET_CLASSES = 1000
+
+
+def image_size(protocol: Protocol) -> int:
+    """The size the protocol trains at (CIFAR: 32)."""
+    return protocol.image_size or 32
+
+
+def image_counts(protocol: Protocol) -> tuple[int, int, int, str]:
+    """(train, validation, test) images per epoch / run and where the numbers come from. An imagefolder
+    protocol is costed as ImageNet-1k, scaled by the share of its classes (``--classes N`` or a list file)."""
+    total, n_test, note = TRAIN_IMAGES[protocol.dataset], EVAL_IMAGES[protocol.dataset], ""
+    if protocol.dataset == "imagefolder":
+        k, c = IMAGENET_CLASSES, str(protocol.classes or "")
+        if c.isdigit():
+            k = int(c)
+        elif c and Path(c).is_file():
+            k = sum(1 for ln in Path(c).read_text().splitlines() if ln.strip() and not ln.startswith("#"))
+        total, n_test = total * k // IMAGENET_CLASSES, n_test * k // IMAGENET_CLASSES
+        note = f"ImageNet-1k's counts for {k} of its {IMAGENET_CLASSES} classes"
+    n_train = protocol.train_subset or total - protocol.val_size
+    n_val = min(protocol.eval_subset or protocol.val_size, protocol.val_size)
+    return n_train, n_val, min(protocol.eval_subset or n_test, n_test), note
 
 
 @dataclass
 class Estimate:
-    macs_per_image: dict[str, int | None]  # per row, at 32 px
+    macs_per_image: dict[str, int | None]  # per row, at the protocol's image size
     params: dict[str, int | None]
     total_macs: float
     seconds: float
@@ -50,28 +73,25 @@ def _build(study: Study, protocol: Protocol, label: str):
     import hiremlp
 
     cfg = dataclasses.replace(hiremlp.PRESETS[study.base_preset or protocol.preset], **study.row(label).overrides)
-    num_classes = 100 if protocol.dataset == "cifar100" else 10
+    num_classes = {"cifar100": 100, "imagefolder": IMAGENET_CLASSES}.get(protocol.dataset, 10)
     return hiremlp.build_model(dataclasses.replace(cfg, num_classes=num_classes))
 
 
 def split_sizes(protocol: Protocol) -> tuple[int, int, int]:
     """(train, validation, test) images of one trial."""
-    n_train = protocol.train_subset or TRAIN_IMAGES[protocol.dataset] - protocol.val_size
-    n_val = min(protocol.eval_subset or protocol.val_size, protocol.val_size)
-    n_test = min(protocol.eval_subset or TEST_IMAGES, TEST_IMAGES)
-    return n_train, n_val, n_test
+    return image_counts(protocol)[:3]
 
 
-def _size_factor(eval_sizes) -> float:
-    """The test pass at 32 px plus one per extra size, each costed by its pixel count."""
-    return 1 + sum((s / 32) ** 2 for s in eval_sizes if s != 32)
+def _size_factor(eval_sizes, size: int = 32) -> float:
+    """The test pass at the training size plus one per extra size, each costed by its pixel count."""
+    return 1 + sum((s / size) ** 2 for s in eval_sizes if s != size)
 
 
 def trial_macs(macs: float, protocol: Protocol, eval_sizes=(), epochs: int | None = None) -> float:
     """MACs of one trial: 3x per training image, 1x per validation image each epoch and per test image."""
     n_train, n_val, n_test = split_sizes(protocol)
     epochs = protocol.recipe.total_epochs if epochs is None else epochs
-    return macs * (3 * n_train * epochs + n_val * epochs + n_test * _size_factor(eval_sizes))
+    return macs * (3 * n_train * epochs + n_val * epochs + n_test * _size_factor(eval_sizes, image_size(protocol)))
 
 
 # ----------------------------------------------------------------------------------------------- recorded
@@ -154,12 +174,13 @@ def measure(model, protocol: Protocol, device: str, warmup_steps: int = 2, budge
     cuda = device == "cuda"
     precision = ("bf16-mixed" if cuda else "32") if protocol.precision == "auto" else str(protocol.precision)
     amp = torch.bfloat16 if precision == "bf16-mixed" else None
-    num_classes = 100 if protocol.dataset == "cifar100" else 10
+    num_classes = {"cifar100": 100, "imagefolder": IMAGENET_CLASSES}.get(protocol.dataset, 10)
     model = model.to(device).to(memory_format=torch.channels_last).train()
     recipe = protocol.recipe
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, fused=True)
     batch, eval_batch = recipe.batch_size, max(recipe.batch_size, EVAL_BATCH_MIN)
-    x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    size = image_size(protocol)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,), device=device)
 
     def sync() -> float:
@@ -187,7 +208,7 @@ def measure(model, protocol: Protocol, device: str, warmup_steps: int = 2, budge
     warmup_extra = max(0.0, (t1 - t0) - warmup_steps * batch / train_ips)
 
     model.eval()
-    xe = torch.randn(eval_batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    xe = torch.randn(eval_batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), torch.autocast(device, dtype=amp or torch.float32, enabled=amp is not None):
         model(xe)  # warm-up
         t3, n = sync(), 0
@@ -203,7 +224,7 @@ def measured_trial_seconds(m: Measured, protocol: Protocol, eval_sizes=()) -> fl
     n_train, n_val, n_test = split_sizes(protocol)
     epochs = protocol.recipe.total_epochs
     return (m.warmup_extra_s + n_train * epochs / m.train_images_per_s
-            + (n_val * epochs + n_test * _size_factor(eval_sizes)) / m.eval_images_per_s)
+            + (n_val * epochs + n_test * _size_factor(eval_sizes, image_size(protocol))) / m.eval_images_per_s)
 
 
 # ----------------------------------------------------------------------------------------------- estimate
@@ -216,10 +237,11 @@ def estimate(study: Study, protocol: Protocol, rows: list[str], seeds: int, eval
     import hiremlp
 
     macs, params = {}, {}
+    size = image_size(protocol)
     for label in rows:
         try:
             model = _build(study, protocol, label)
-            macs[label], params[label] = hiremlp.count_macs(model, 32), hiremlp.count_params(model)
+            macs[label], params[label] = hiremlp.count_macs(model, size), hiremlp.count_params(model)
         except Exception:  # noqa: BLE001 - a row that cannot build is reported as unknown
             macs[label] = params[label] = None
     per_run = {label: trial_macs(m, protocol, eval_sizes) if m else 0.0 for label, m in macs.items()}
@@ -248,6 +270,8 @@ def estimate(study: Study, protocol: Protocol, rows: list[str], seeds: int, eval
         return Estimate(macs, params, total, seconds, note, "measured")
     rate = ASSUMED_MACS_PER_S[kind]
     note = f"{rate / 1e9:,.0f} GMAC/s sustained on {kind} (a guess: no {kind} here to measure, no recorded trials)"
+    if known and kind == "cuda":
+        note += f"; = {rate / (3 * macs[known[0]]):,.0f} train images/s per GPU for row {known[0]!r}"
     return Estimate(macs, params, total, total / rate, note, "assumed")
 
 

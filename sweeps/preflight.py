@@ -61,7 +61,10 @@ def verify_data(dataset: str, data_dir: Path | None, download: bool) -> str | No
     """Open and check the archive once (download it first with `download`): structure, labels, class counts, md5.
 
     Returns the archive's warning (an unofficial copy: it passed the structural checks) for the caller to print
-    once; trials of this sweep should then ignore `UnofficialArchiveWarning`. PreflightError on anything else."""
+    once; trials of this sweep should then ignore `UnofficialArchiveWarning`. PreflightError on anything else.
+    An ImageFolder tree has no archive: `sweeps.run.image_folder_dir` checked it when it was found."""
+    if dataset == "imagefolder":
+        return None
     from lightning_modules.cifar import DatasetError, UnofficialArchiveWarning, load_cifar
 
     with warnings.catch_warnings(record=True) as caught:

@@ -16,7 +16,10 @@ from typing import Any
 from lightning_modules.recipe import RECIPES, Recipe, describe, recipe_fields
 
 #: Fields of a protocol that are not the recipe and can be overridden on the command line.
-DATA_FIELDS = ("train_subset", "eval_subset", "val_size", "data_seed", "device", "precision")
+DATA_FIELDS = ("train_subset", "eval_subset", "val_size", "data_seed", "device", "precision", "image_size",
+               "classes", "devices")
+#: Data fields left out of the study name at these values, so studies made before the field keep their names.
+_UNNAMED_AT = {"precision": "auto", "image_size": None, "classes": None, "devices": 1}
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class Protocol:
 
     name: str
     purpose: str  # where it runs and what it is for; the rest of the description is generated
-    dataset: str  # 'cifar10' | 'cifar100'
+    dataset: str  # 'cifar10' | 'cifar100' | 'imagefolder' (any train/<class>/, val/<class>/ tree: --data-dir)
     preset: str  # hiremlp preset the study rows override
     base_recipe: str  # a name in lightning_modules.recipe.RECIPES
     changes: Mapping[str, Any] = field(default_factory=dict)  # recipe fields this protocol sets differently
@@ -37,6 +40,9 @@ class Protocol:
     device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
     # 'auto': bf16-mixed on a GPU, fp32 on a CPU; 'bf16-mixed' on a CPU with AMX trains cifar_tiny ~1.6x faster
     precision: str = "auto"
+    image_size: int | None = None  # imagefolder: training size in px (CIFAR: always 32)
+    classes: str | None = None  # imagefolder: None (all), "N" (the first N, sorted) or a class list file
+    devices: int = 1  # processes (GPUs) per trial, Lightning DDP; recipe.batch_size is the global batch
 
     def __post_init__(self) -> None:
         if self.base_recipe not in RECIPES:
@@ -57,7 +63,13 @@ class Protocol:
         """Generated from the fields: purpose, data, which recipe and every way this protocol departs from it."""
         n_train = f"{self.train_subset:,} training images" if self.train_subset else "the full training split"
         n_eval = f", {self.eval_subset:,} validation and test images" if self.eval_subset else ""
-        text = f"{self.purpose} Preset {self.preset} on {self.dataset}, {n_train}{n_eval}. "
+        size = f" at {self.image_size} px" if self.image_size else ""
+        classes = ""
+        if self.classes:
+            which = f"the first {self.classes}" if self.classes.isdigit() else f"those listed in {self.classes}"
+            classes = f" ({which} classes)"
+        devices = f", {self.devices} devices per trial (DDP)" if self.devices > 1 else ""
+        text = f"{self.purpose} Preset {self.preset}{size} on {self.dataset}{classes}, {n_train}{n_eval}{devices}. "
         devs = self.deviations()
         if not devs:
             text += f"Recipe '{self.base_recipe}' unchanged"
@@ -77,9 +89,8 @@ class Protocol:
 
     def spec(self) -> dict[str, Any]:
         """What defines the sweep's study name: data, budget and recipe (not the description or the device)."""
-        out = {k: v for k, v in self.record().items() if k not in ("device", "base_recipe")}
-        if out["precision"] == "auto":  # the default leaves names unchanged for studies made before the field
-            del out["precision"]
+        out = {k: v for k, v in self.record().items() if k not in ("device", "base_recipe")
+               and not (k in _UNNAMED_AT and v == _UNNAMED_AT[k])}
         out["recipe"] = self.recipe.spec()
         return out
 
@@ -140,6 +151,14 @@ PROTOCOLS: dict[str, Protocol] = {
                 "warmup_epochs": "shortened with the run",
             }),
         ),
+        Protocol(
+            name="imagenet",
+            purpose="The paper's own setting: an ImageFolder tree (ImageNet-1k; --classes 100 or a class list file "
+                    "for an ImageNet-100-style subset) at 224 px, evaluated at resize 256 / centre crop 224 on the "
+                    "tree's val/ (the reported test set), with 10,000 training images held out for per-epoch "
+                    "validation; the paper trained on 8 GPUs (--devices 8: global batch 1024 = 8 x 128).",
+            dataset="imagefolder", preset="small", base_recipe="paper", val_size=10_000, image_size=224,
+        ),
     )
 }
 
@@ -167,7 +186,15 @@ def with_overrides(protocol: Protocol, **overrides: Any) -> Protocol:
     recipe = {k: v for k, v in given.items() if k in recipe_fields()}
     out = dataclasses.replace(protocol, changes={**protocol.changes, **recipe},
                               **{k: v for k, v in given.items() if k in DATA_FIELDS})
-    for k in ("train_subset", "eval_subset"):
+    for k in ("train_subset", "eval_subset", "devices"):
         if getattr(out, k) is not None and getattr(out, k) < 1:
             raise ValueError(f"{k}={getattr(out, k)!r} is not allowed: an integer >= 1")
+    if out.image_size is not None and (out.dataset != "imagefolder" or out.image_size < 8):
+        raise ValueError(f"image_size={out.image_size!r} is not allowed: an integer >= 8, for an imagefolder "
+                         f"protocol (CIFAR trains at 32 px)")
+    if out.classes is not None and out.dataset != "imagefolder":
+        raise ValueError(f"classes={out.classes!r} is for an imagefolder protocol, not {out.dataset}")
+    if out.recipe.batch_size % out.devices:
+        raise ValueError(f"batch_size={out.recipe.batch_size} (the global batch) does not divide over "
+                         f"devices={out.devices}")
     return out

@@ -90,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--precision", choices=("auto", "32", "bf16-mixed"),
                    help="auto: bf16-mixed on GPU, 32 on CPU (bf16-mixed is faster on CPUs with AMX)")
+    g.add_argument("--val-size", type=int, help="training images held out for per-epoch validation "
+                   "(default: the protocol's)")
+    g.add_argument("--image-size", type=int, help="imagefolder protocols: training size in px (imagenet: 224)")
+    g.add_argument("--classes", help="imagefolder protocols: the first N classes, or a file listing class names")
+    g.add_argument("--devices", type=int, help="GPUs (processes) per trial, Lightning DDP (default 1); the recipe's "
+                   "batch size stays the global batch")
     p.add_argument("--trainer", default="lightning", help=argparse.SUPPRESS)  # 'fake' tests the machinery
     p.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)  # set on --workers children
     return p.parse_args(argv)
@@ -136,7 +142,8 @@ def resolve(args: argparse.Namespace):
     try:
         protocol = with_overrides(protocol, **values_of(args, recipe_fields()), train_subset=args.train_subset,
                                   eval_subset=args.eval_subset, data_seed=args.data_seed, device=args.device,
-                                  precision=args.precision)
+                                  precision=args.precision, image_size=args.image_size, classes=args.classes,
+                                  devices=args.devices, val_size=args.val_size)
     except ValueError as e:
         raise UsageError(str(e)) from None
     rows = study.labels
@@ -189,6 +196,8 @@ def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: in
 def find_data_dir(args: argparse.Namespace, dataset: str) -> Path | None:
     """The first folder holding the dataset: --data-dir, $HIREMLP_DATA, ~/.cache/hiremlp/data, ./data,
     ../shared/data. With --download, the first of those (it will be downloaded there)."""
+    if dataset == "imagefolder":
+        return image_folder_dir(args)
     archive, folder = {"cifar10": ("cifar-10-python.tar.gz", "cifar-10-batches-py"),
                        "cifar100": ("cifar-100-python.tar.gz", "cifar-100-python")}[dataset]
     if args.data_dir is not None:
@@ -205,6 +214,22 @@ def find_data_dir(args: argparse.Namespace, dataset: str) -> Path | None:
         return candidates[0].expanduser()
     where = str(args.data_dir) if args.data_dir is not None else ", ".join(str(c) for c in candidates)
     raise UsageError(f"no {dataset} data ({archive} or {folder}/) in {where}; pass --data-dir DIR or --download")
+
+
+def image_folder_dir(args: argparse.Namespace) -> Path:
+    """--data-dir, checked now (layout, classes, every image header) so a bad tree stops the sweep before any
+    trial; the check is cached per tree, so workers and later runs do not repeat it."""
+    if args.data_dir is None:
+        raise UsageError("an imagefolder protocol needs --data-dir DIR (a tree with train/<class>/ and "
+                         "val/<class>/ folders of images)")
+    from lightning_modules.cifar import DatasetError
+    from lightning_modules.imagefolder import scan_image_folder
+
+    try:
+        scan_image_folder(args.data_dir, args.classes)
+    except DatasetError as e:
+        raise UsageError(str(e)) from None
+    return args.data_dir
 
 
 def protocol_label(protocol, name: str) -> str:
@@ -246,12 +271,20 @@ def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_t
         m, n = est.macs_per_image[label], est.params[label]
         print(f"{label:16s} {n or 0:>10,d} {(m or 0) / 1e6:>9.1f}M  {dict(study.row(label).overrides)}"
               + ("" if m else "  (does not build)"))
-    print(mixing_dry_run_text(study, protocol.preset, rows))
-    n_train = cost.split_sizes(protocol)[0]
+    print(mixing_dry_run_text(study, protocol.preset, rows, protocol.image_size))
+    n_train, n_val, n_test, counted = cost.image_counts(protocol)
     epochs = protocol.recipe.total_epochs
+    print(f"images: {n_train:,} train x {epochs} epochs, {n_val:,} validation per epoch, {n_test:,} test "
+          f"at {cost.image_size(protocol)} px per trial{' (' + counted + ')' if counted else ''}")
     print(f"cost: {est.total_macs:.3g} MACs = 3 x MACs/img x {n_train:,} train images x {epochs} epochs "
           f"(+ 1 x for validation and test{', sizes ' + ','.join(map(str, eval_sizes)) if eval_sizes else ''}), "
           f"summed over the trials")
+    if protocol.device != "cpu":
+        trials = len(rows) * seeds if study.kind == "table" else n_trials
+        per_trial = est.seconds / max(trials, 1) / 3600
+        wall = per_trial / protocol.devices
+        print(f"GPU-hours: ~{est.seconds / 3600:,.0f} in all, ~{per_trial:,.1f} per trial (= ~{wall:,.1f} h "
+              f"wall-clock on {protocol.devices} GPU(s) per trial, if scaling were perfect)")
     print(f"time: ~{cost.human_time(est.seconds)} of one device, {est.source}: {est.throughput_note} "
           f"(worker start-up not included)")
     if study.kind == "table":

@@ -62,15 +62,21 @@ def run_config(job: TrialJob):
         train_subset=p.train_subset, eval_subset=p.eval_subset, val_size=p.val_size, data_seed=p.data_seed,
         seed=job.seed, run_dir=str(job.run_dir), eval_sizes=tuple(job.eval_sizes),
         data_dir=str(job.data_dir) if job.data_dir else None, download=job.download, device=p.device,
-        precision=p.precision, **job.run_options,
+        precision=p.precision, image_size=p.image_size, classes=p.classes, devices=p.devices, **job.run_options,
     )
 
 
 def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
-    """Run the job through `lightning_modules.run`."""
+    """Run the job through `lightning_modules.run` (in a command of its own when it trains on several devices:
+    Lightning's launcher re-runs the command once per rank)."""
     from lightning_modules import run
 
-    return run(run_config(job), callbacks=callbacks)
+    cfg = run_config(job)
+    if cfg.devices > 1:
+        from sweeps.multi_device import run_in_child
+
+        return run_in_child(cfg, callbacks)
+    return run(cfg, callbacks=callbacks)
 
 
 def check_job(trainer: Trainer, job: TrialJob) -> None:
@@ -85,9 +91,12 @@ def check_job(trainer: Trainer, job: TrialJob) -> None:
         drop = job.protocol.recipe.drop_path
         extra = {"drop_path_rate": drop} if drop is not None else {}
         cfg = hiremlp.get_config(job.preset, **{**job.overrides, **extra, "num_classes": num_classes})
-    hiremlp.check_input_size(cfg, 32)  # the training size: a row that cannot train at it fails every seed
+    # the training size: a row that cannot train at it fails every seed
+    hiremlp.check_input_size(cfg, job.protocol.image_size or 32)
     for size in job.eval_sizes:  # a size a row cannot run is recorded as na@size, never an error
         hiremlp.stage_plan(cfg, size)
+
+
 def _unit_normal(key: str) -> float:
     """A standard normal draw fixed by `key`: the same (row, seed) always gets the same noise."""
     return float(np.random.default_rng(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)).standard_normal())

@@ -355,7 +355,7 @@ def test_pruning_callback_reports_and_prunes():
 
 @pytest.mark.parametrize("args, needle", [
     (["--study", "nope"], "unknown study 'nope'; allowed: region_size"),
-    (["--study", "padding", "--protocol", "imagenet"], "unknown protocol 'imagenet'; allowed: smoke"),
+    (["--study", "padding", "--protocol", "imagenet21k"], "unknown protocol 'imagenet21k'; allowed: smoke"),
     (["--study", "padding", "--protocol", "smoke", "--rows", "zero,mirror"], "unknown row 'mirror'"),
     (["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--storage", "nonsense"],
      "cannot open storage 'nonsense'"),
