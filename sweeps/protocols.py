@@ -130,6 +130,23 @@ PROTOCOLS: dict[str, Protocol] = {
             train_subset=2000, eval_subset=500, val_size=1000, device="cpu",
         ),
         Protocol(
+            name="cpu",
+            purpose="A CPU-only machine's measurement (2 cores: about 4 minutes a trial): large effects only; "
+                    "the report states the smallest difference its seeds could detect.",
+            dataset="cifar10", preset="smoke", base_recipe="paper",
+            changes=dict(epochs=6, batch_size=128, lr=2e-3, lr_batch=128, warmup_epochs=1.0, cooldown_epochs=0,
+                         **_OFF),
+            why=_each({
+                "epochs": "a table of 4 rows x 3 seeds in about an hour on 2 cores",
+                "batch_size": "fewer, larger steps run faster on a CPU",
+                ("lr", "lr_batch"): "a short run of a 0.34 M-parameter model: a higher peak lr than the paper's",
+                "warmup_epochs": "shortened with the run",
+                "cooldown_epochs": "no room in 6 epochs",
+                tuple(_OFF): "regularisation does not pay off in 6 epochs on 10,000 images",
+            }),
+            train_subset=10_000, eval_subset=5000, val_size=5000, device="cpu",
+        ),
+        Protocol(
             name="cifar10",
             purpose="One GPU: CIFAR-10 at 32 px.",
             dataset="cifar10", preset="cifar_small", base_recipe="paper",
