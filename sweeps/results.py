@@ -113,14 +113,7 @@ def write_results_csv(optuna_study: optuna.Study, study: str, protocol: str, pat
     extra = sorted({k for r in rows for k in r if k not in FIXED_COLUMNS})
     sizes = sorted((k for k in extra if "@" in k), key=_size_key)
     columns = FIXED_COLUMNS + sizes + [k for k in extra if "@" not in k]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return len(rows)
+    return _write_csv(path, columns, rows)
 
 
 def curve_rows(trial: FrozenTrial) -> list[dict]:
@@ -142,11 +135,16 @@ def write_curves_csv(optuna_study: optuna.Study, path: Path) -> int:
             records.append({"trial": t.number, "row": cell.row if cell else t.user_attrs.get("row", ""),
                             "seed": cell.seed if cell else "", **r})
     columns = list(dict.fromkeys(k for r in records for k in r)) or ["trial", "row", "seed", "epoch"]
+    return _write_csv(path, columns, records)
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> int:
+    """Write rows atomically (tmp + rename): a reader never sees half a file, whichever worker writes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, restval="")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows(rows)
     os.replace(tmp, path)
-    return len(records)
+    return len(rows)

@@ -132,9 +132,9 @@ def resolve(args: argparse.Namespace):
         import torch
 
         name = default_protocol_name(torch.cuda.is_available())
-        if name == "smoke" and not args.as_worker:
-            log("no GPU found: running the 'smoke' protocol (CPU, minutes); use --protocol cifar10 on a GPU "
-                "for real numbers")
+        if name == "cpu" and not args.as_worker:
+            log("no GPU found: running the 'cpu' protocol (large effects only; --dry-run says how long); "
+                "--protocol smoke is a few-minute pipeline check, --protocol cifar10 the GPU protocol")
     try:
         protocol = get_protocol(name)
     except ValueError as e:

@@ -35,13 +35,6 @@ RECIPE = dict(epochs=3, batch_size=25, lr=2e-3, lr_batch=25, warmup_epochs=0.5, 
 RUN = dict(preset="smoke", train_subset=100, eval_subset=50, device="cpu", checkpoint_every_s=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def config(run_dir: Path, **kw) -> RunConfig:
     recipe = get_recipe("plain").replace(**{**RECIPE, **{k: kw.pop(k) for k in list(kw) if k in RECIPE}})

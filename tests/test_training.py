@@ -45,14 +45,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two OpenMP threads on a shared 2-core box thrash (measured 5-7x slower); one thread is also steadier."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny(tmp_path: Path, **kw) -> RunConfig:
     """A run of 2 epochs on 100 images; keyword arguments are RunConfig or Recipe fields."""
