@@ -189,3 +189,15 @@ def test_dry_run_stores_nothing(tmp_path, capsys):
     assert main(["--study", "padding", "--protocol", "smoke", "--rows", "zero", "--dry-run", "--runs-dir",
                  str(tmp_path / "runs")]) == 0
     assert no_storage(tmp_path / "runs")
+
+
+def test_cpu_protocol_is_the_cpu_default_and_its_dry_run_states_trials_and_time(tmp_path, capsys):
+    """What a CPU-only machine runs by default, and before it starts it says how many trials and how long here."""
+    from sweeps.protocols import default_protocol_name
+
+    assert default_protocol_name(False) == "cpu" and default_protocol_name(True) == "cifar10"
+    assert main(["--study", "components", "--protocol", "cpu", "--dry-run", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "grid: 4 rows x 3 seed(s) = 12 trials" in out
+    assert "time: ~" in out and ", measured: row 'full' on cpu" in out
+    assert "10,000 train x 6 epochs" in out and "5,000 test" in out
