@@ -79,6 +79,17 @@ def lightning_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
     return run(cfg, callbacks=callbacks)
 
 
+def model_config(job: TrialJob, num_classes: int | None = None):
+    """The row's `hiremlp.HireMLPConfig`: the preset, the row's overrides and the recipe's drop path (when set);
+    ValueError on a bad value. `num_classes` None keeps the preset's."""
+    import hiremlp
+
+    drop = job.protocol.recipe.drop_path
+    extra = {"drop_path_rate": drop} if drop is not None else {}
+    classes = {} if num_classes is None else {"num_classes": num_classes}
+    return hiremlp.get_config(job.preset, **{**job.overrides, **extra, **classes})
+
+
 def check_job(trainer: Trainer, job: TrialJob) -> None:
     """Build what a trial builds before it trains (the model config, the lightning trainer's RunConfig) and plan
     its input sizes; ValueError/TypeError on a bad value. Any trainer gets the model checks."""
@@ -88,9 +99,7 @@ def check_job(trainer: Trainer, job: TrialJob) -> None:
     if trainer is lightning_trainer:
         cfg = run_config(job).model_config(num_classes)
     else:
-        drop = job.protocol.recipe.drop_path
-        extra = {"drop_path_rate": drop} if drop is not None else {}
-        cfg = hiremlp.get_config(job.preset, **{**job.overrides, **extra, "num_classes": num_classes})
+        cfg = model_config(job, num_classes)
     # the training size: a row that cannot train at it fails every seed
     hiremlp.check_input_size(cfg, job.protocol.image_size or 32)
     for size in job.eval_sizes:  # a size a row cannot run is recorded as na@size, never an error

@@ -5,7 +5,6 @@ Several workers (processes, possibly on several machines with an RDB storage) ca
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import math
 import os
@@ -23,7 +22,7 @@ from ablations import Study
 from sweeps import adaptive, grid, progress, recovery, results, tune
 from sweeps.grid import Cell
 from sweeps.protocols import Protocol
-from sweeps.trainers import Trainer, TrialJob, job_for
+from sweeps.trainers import Trainer, TrialJob, job_for, model_config
 
 if TYPE_CHECKING:
     from analysis.seed_rule import SeedRule
@@ -310,12 +309,7 @@ def _free_gpu_memory() -> None:
 def _flat_config(job: TrialJob) -> dict:
     """The model's flat config (hiremlp's `to_flat`), or {} if this row does not even build a config."""
     try:
-        import hiremlp
-
-        cfg = dataclasses.replace(hiremlp.PRESETS[job.preset], **job.overrides)
-        if job.protocol.recipe.drop_path is not None:
-            cfg = dataclasses.replace(cfg, drop_path_rate=job.protocol.recipe.drop_path)
-        return cfg.to_flat()
+        return model_config(job).to_flat()
     except Exception:  # noqa: BLE001 - the trainer will fail this trial with the real reason
         return {}
 
