@@ -102,7 +102,7 @@ def trend_sentence(t: Trend) -> str:
     if not t.epochs:
         return f"{t.row}: no curves in common with the default row."
     span = f"epochs {t.epochs[0]}-{t.epochs[-1]}" if len(t.epochs) > 1 else f"epoch {t.epochs[0]}"
-    head = f"{t.row}: {t.last:+.2f}".replace("-", "−") + f" points at epoch {t.epochs[-1]}"
+    head = f"{t.row}: " + f"{t.last:+.2f}".replace("-", "−") + f" points at epoch {t.epochs[-1]}"
     if not t.moving:
         return f"{head}; no trend interval ({t.n_seeds} seed(s), {span})."
     slope = f"{t.slope:+.2f} [{t.low:+.2f}, {t.high:+.2f}]".replace("-", "−")

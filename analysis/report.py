@@ -114,7 +114,8 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
 
     seeds = seeds_sentence(read_rule(folder), summary.attrs["seeds_by_row"], list(summary["row"]),
                            dict(zip(summary["row"], summary["n"], strict=True)))
-    trends = [trend_sentence(trend(curves, r, default)) for r in rows if r != default]
+    ran = summary.loc[summary["n"] > 0, "row"]
+    trends = [trend_sentence(trend(curves, r, default)) for r in ran if r != default]
     (out / "report.md").write_text(_report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df,
                                                     seeds, per_image.text + _epochs_text(trends)))
     return markdown

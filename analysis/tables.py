@@ -190,7 +190,7 @@ def summarize_study(
         ci = diff_ci(seeds_by_row[label], ref_seeds)
         is_ref = label == default_row
         common = sorted(k for k in seeds_by_row[label].keys() & ref_seeds.keys() if isinstance(k, int))
-        image_status = "" if is_ref else pair_status(outcomes[label], outcomes[default_row], common)
+        image_status = "" if is_ref or s.n == 0 else pair_status(outcomes[label], outcomes[default_row], common)
         if not image_status and ci.method != "paired":
             image_status = "no paired seeds"
         two = None if is_ref or image_status else two_level_diff_ci(outcomes[label].correct(common),
@@ -265,7 +265,8 @@ def decide_family(summary: pd.DataFrame, alpha: float = ALPHA) -> int:
     summary["p"] = p
     summary["p_holm"] = [decisions[i].p_holm for i in summary.index]
     summary["p_bh"] = [decisions[i].p_bh for i in summary.index]
-    summary["resolved"] = [None if summary.at[i, "is_default"] else decisions[i].resolved for i in summary.index]
+    summary["resolved"] = [None if summary.at[i, "is_default"] or math.isnan(decisions[i].p) else
+                           decisions[i].resolved for i in summary.index]
     summary["indistinguishable"] = [None if pd.isna(v) else not resolved for v, resolved in
                                     zip(summary["indistinguishable"], summary["resolved"], strict=True)]
     return next(iter(decisions.values())).family_size if decisions else 0
@@ -333,7 +334,7 @@ def _diff_cell(rec: pd.Series) -> str:
 
 
 def _image_cell(rec: pd.Series) -> str:
-    if rec["is_default"]:
+    if rec["is_default"] or rec["n"] == 0:
         return "—"
     if math.isnan(rec.get("ci_img_low", math.nan)):
         return _text(rec.get("per_image")) or "—"

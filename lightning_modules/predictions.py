@@ -1,8 +1,8 @@
 """Per-image test predictions of a run, kept as one short text so a trial can store them anywhere a string goes:
 its ``result.json``, an Optuna user attr (journal or RDB), a CSV cell.
 
-A test set of 5,000 CIFAR images is about 3 kB: predicted class and label per image, one byte each below 256
-classes (two above), zlib-compressed, base64. The label travels with the predictions so that a reader can check
+A test set of 5,000 CIFAR images takes about 4-7 kB (6 kB at 60% accuracy): per image the label and the predicted class's offset from it
+(0 where the prediction is right), one byte each below 256 classes (two above), zlib-compressed, base64. The label travels with the predictions so that a reader can check
 two trials were scored on the same images in the same order before pairing them image by image.
 
 The format is ``p1:<images>:<bytes per value>:<base64>``; numpy only, so ``analysis`` reads it without torch.
@@ -36,7 +36,9 @@ def encode(pred: np.ndarray, label: np.ndarray) -> str:
         raise ValueError("class indices must lie in 0..65535")
     width = 1 if not pred.size or max(pred.max(), label.max()) < 256 else 2
     dtype = np.uint8 if width == 1 else np.dtype("<u2")
-    raw = pred.astype(dtype).tobytes() + label.astype(dtype).tobytes()
+    wrap = 256**width
+    # a right prediction is stored as 0 (its offset from the label), so a good model compresses well
+    raw = ((pred.astype(np.int64) - label) % wrap).astype(dtype).tobytes() + label.astype(dtype).tobytes()
     return f"{FORMAT}:{pred.size}:{width}:" + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
 
 
@@ -55,4 +57,5 @@ def decode(code: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"not a predictions string ({FORMAT}:<images>:<bytes>:<base64>): {str(code)[:40]!r}") \
             from None
     values = values.astype(np.int64)
-    return values[:n], values[n:]
+    label = values[n:]
+    return (values[:n] + label) % 256**width, label
