@@ -1,8 +1,9 @@
 """Per-image test predictions of a run, kept as one short text so a trial can store them anywhere a string goes:
 its ``result.json``, an Optuna user attr (journal or RDB), a CSV cell.
 
-A test set of 5,000 CIFAR images takes about 4-7 kB (6 kB at 60% accuracy): per image the label and the predicted class's offset from it
-(0 where the prediction is right), one byte each below 256 classes (two above), zlib-compressed, base64. The label travels with the predictions so that a reader can check
+A test set of 5,000 CIFAR images takes about 4-7 kB (6 kB at 60% accuracy): per image the label and the
+predicted class's offset from it (0 where the prediction is right), one byte each below 256 classes (two above),
+zlib-compressed, base64. The label travels with the predictions so that a reader can check
 two trials were scored on the same images in the same order before pairing them image by image.
 
 The format is ``p1:<images>:<bytes per value>:<base64>``; numpy only, so ``analysis`` reads it without torch.

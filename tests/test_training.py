@@ -24,7 +24,7 @@ from lightning_modules import (
     load_cifar,
     run,
 )
-from lightning_modules import predictions
+from lightning_modules.predictions import decode, key_at
 from lightning_modules.progress import EpochBar, EpochProgress, human_duration, progress_callback
 from lightning_modules.run import METRIC_COLUMNS
 from lightning_modules.train import main
@@ -124,14 +124,14 @@ def test_predictions_are_kept_and_give_back_the_accuracies(learned) -> None:
     accuracy recomputed from them is the one reported (so per-image statistics describe the same evaluation)."""
     result, run_dir, *_ = learned
     stored = json.loads((run_dir / "result.json").read_text())
-    pred, label = predictions.decode(stored[predictions.key_at()])
+    pred, label = decode(stored[key_at()])
     assert pred.size == label.size == 200 and len(set(label.tolist())) == 10
     assert 100.0 * float((pred == label).sum()) / pred.size == pytest.approx(result["test_acc"], abs=1e-4)
-    pred24, label24 = predictions.decode(stored[predictions.key_at(24)])
+    pred24, label24 = decode(stored[key_at(24)])
     assert (label24 == label).all() and not (pred24 == pred).all()
     assert 100.0 * float((pred24 == label24).sum()) / pred24.size == result["test_acc@24"]
-    assert predictions.key_at(4) not in stored  # a size the model cannot run has no predictions
-    assert len(stored[predictions.key_at()]) < 600  # 200 images: a few hundred bytes
+    assert key_at(4) not in stored  # a size the model cannot run has no predictions
+    assert len(stored[key_at()]) < 600  # 200 images: a few hundred bytes
 
 
 def test_logged_config_rebuilds_the_model(learned) -> None:
