@@ -179,16 +179,17 @@ def test_per_class_cells_find_the_hurt_class_and_agreement_sees_changed_predicti
     n, seeds = 2000, 4
     label = np.arange(n) % 10
     hard = rng.random(n) < 0.3  # images every trial of the default gets wrong, whatever the seed
+    by_seed = rng.random((seeds, n)) < 0.15  # a seed's own mistakes, shared by every row it trains
 
-    def trial(extra_wrong: np.ndarray) -> np.ndarray:
+    def trial(extra_wrong: np.ndarray, seed: int) -> np.ndarray:
         pred = label.copy()
-        wrong = hard | extra_wrong | (rng.random(n) < 0.1)
-        pred[wrong] = (label[wrong] + 1 + rng.integers(0, 9, wrong.sum())) % 10
+        wrong = hard | extra_wrong | by_seed[seed] | (rng.random(n) < 0.05)
+        pred[wrong] = (label[wrong] + 1 + (np.arange(n)[wrong] + seed) % 9) % 10
         return pred
 
-    rows = {"full": [trial(np.zeros(n, bool)) for _ in range(seeds)],
-            "no-x": [trial(label == 3) for _ in range(seeds)],  # always wrong on class 3
-            "same": [trial(np.zeros(n, bool)) for _ in range(seeds)]}
+    rows = {"full": [trial(np.zeros(n, bool), s) for s in range(seeds)],
+            "no-x": [trial(label == 3, s) for s in range(seeds)],  # always wrong on class 3
+            "same": [trial(np.zeros(n, bool), s) for s in range(seeds)]}
     recs = [{"row": r, "seed": s, "state": "COMPLETE", "test_acc": 100.0 * (p == label).mean(),
              "predictions": predictions.encode(p, label)} for r, ps in rows.items() for s, p in enumerate(ps)]
     summary = summarize_study(tidy(pd.DataFrame(recs)), default_row="full")
@@ -202,6 +203,7 @@ def test_per_class_cells_find_the_hurt_class_and_agreement_sees_changed_predicti
     alike = agreement(outcomes["same"], outcomes["full"], common["same"], "same")
     assert changed.beyond_seed_noise and changed.cross < changed.within_default
     assert not alike.beyond_seed_noise and alike.gap_low <= 0 <= alike.gap_high
+    assert alike.same_seed > alike.cross + 10  # same-seed pairs share mistakes: counting them would flatter
 
 
 # ---------------------------------------------------------------- effect versus training
