@@ -105,8 +105,9 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
     per_epoch = difference_per_epoch(curves, rows, default)
     figs["difference_per_epoch"] = figures.difference_per_epoch(per_epoch, rows, default, title=title)
     per_image = per_image_sections(summary, df)
-    per_image.cells.to_csv(out / "per_class.csv", index=False)
-    figs["per_class"] = figures.per_class_differences(per_image.cells, rows, per_image.names, default, title)
+    if len(per_image.cells):  # a study run before predictions were kept has none: its report says so instead
+        per_image.cells.to_csv(out / "per_class.csv", index=False)
+        figs["per_class"] = figures.per_class_differences(per_image.cells, rows, per_image.names, default, title)
     if summary.attrs["sizes"]:
         figs["accuracy_vs_resolution"] = figures.accuracy_vs_resolution(summary, size, title)
     for stem, fig in figs.items():
