@@ -163,7 +163,8 @@ def fake_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
     """A deterministic stand-in for tests and `--trainer fake`. Environment knobs: SWEEP_FAKE_SLEEP (seconds per
     epoch), SWEEP_FAKE_FAIL / SWEEP_FAKE_NAN (comma-separated rows that raise / diverge), SWEEP_FAKE_LOG (a file
     that gets one 'start'/'end' line per run, to count runs), SWEEP_FAKE_EFFECTS / _SEED_SD / _NOISE_SD (test_acc from
-    a `SeedNoiseModel` with known row effects and seed noise; otherwise a hash of row and seed)."""
+    a `SeedNoiseModel` with known row effects and seed noise; otherwise a hash of row and seed),
+    SWEEP_FAKE_PREDICTIONS (per-image predictions on that many images)."""
     log = os.environ.get("SWEEP_FAKE_LOG")
     _log(log, f"start {job.row}__seed{job.seed} {os.getpid()}")
     recipe = job.protocol.recipe
