@@ -2,6 +2,10 @@
 
 - `load`: results.csv / Optuna storage -> one tidy row per trial; per-epoch curves.
 - `stats`: mean ± std over seeds, Welch intervals, rank agreement with the paper.
+- `two_level`: the interval that counts the seeds and the test images (crossed variance decomposition).
+- `multiplicity`: Holm (and BH) decisions for the family of rows against the default.
+- `per_image`: kept predictions decoded and checked; `per_class`: per-class effects, prediction agreement.
+- `epochs`: each row's difference per epoch and whether it still moves at the end.
 - `tables`: the study's table in the paper's row order (numbers, Markdown, LaTeX).
 - `figures`: ours beside the paper's, scatter, validation curves, accuracy vs test size.
 - `receptive_field`: which input pixels each Hire-Module branch reaches, by autograd.

@@ -1,5 +1,5 @@
 """Figures for a study: each row's difference to the default beside the paper's, our accuracy beside the paper's,
-ours-vs-paper scatter, validation curves, resolution.
+ours-vs-paper scatter, validation curves, resolution, per-class differences, the difference per epoch.
 
 Figures are built on `matplotlib.figure.Figure` directly (no pyplot state), so the same functions work in a
 script (saved with the Agg canvas) and in a notebook (shown inline).
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from analysis.tables import PAPER_COLUMN, PAPER_RUN_NOISE, expressed_mask
@@ -83,8 +84,10 @@ def _same_as(rec: pd.Series) -> str:
 def difference_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
     """Per row, our difference to the default row with its 95% CI beside the paper's difference, on one axis.
 
-    The band around 0 is the paper's own run-to-run noise (one run per row). Rows that are the same network as
-    another row at the protocol's size are labelled so instead of plotted; rows without results show their status.
+    The band around 0 is the paper's own run-to-run noise (one run per row). Our point is filled when the row is
+    resolved after Holm's adjustment over the table; the green bar is the interval that also counts the test
+    images (rows with predictions). Rows that are the same network as another row at the protocol's size are
+    labelled so instead of plotted; rows without results show their status.
     """
     n = len(summary)
     fig = Figure(figsize=(7.5, 0.5 * n + 1.8), layout="constrained")
@@ -92,6 +95,7 @@ def difference_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
     y = np.arange(n)[::-1].astype(float)
     expressed = expressed_mask(summary).to_numpy()
     default = summary.attrs.get("default_row")
+    family = summary.attrs.get("family_size", 0)
     ax.axvspan(-PAPER_RUN_NOISE, PAPER_RUN_NOISE, color="0.9", zorder=0,
                label=f"paper's run-to-run noise (±{PAPER_RUN_NOISE})")
     ax.axvline(0, color="k", lw=0.8)
@@ -113,10 +117,17 @@ def difference_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
         if ok and not rec["is_default"] and rec["n"] and not math.isnan(rec["diff"]):
             has_ci = not math.isnan(rec["ci_low"])
             err = [[rec["diff"] - rec["ci_low"]], [rec["ci_high"] - rec["diff"]]] if has_ci else None
+            resolved = bool(rec.get("resolved"))
             ax.errorbar(rec["diff"], yi + 0.15, xerr=err, fmt="o", capsize=3, color="C0",
-                        mfc="C0" if has_ci else "white",
-                        label=None if "ours" in labelled else "ours, 95% CI (hollow: no CI, n < 2)")
+                        mfc="C0" if resolved else "white",
+                        label=None if "ours" in labelled else
+                        f"ours, 95% CI over seeds (filled: resolved after Holm, family of {family})")
             labelled.add("ours")
+            low, high = rec.get("ci_img_low", math.nan), rec.get("ci_img_high", math.nan)
+            if not math.isnan(low):
+                ax.plot([low, high], [yi + 0.32] * 2, color="C2", lw=2.5, solid_capstyle="butt",
+                        label=None if "images" in labelled else "ours, 95% CI with the test images too")
+                labelled.add("images")
         if note:
             ax.annotate(note, (0.02, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8,
                         color="0.4" if not ok else "C3" if not rec["n"] else "k")
@@ -126,7 +137,7 @@ def difference_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
     ax.set_yticks(y, ticks)
     ax.set_xlabel(f"difference to the default row '{default}' (points of top-1)")
     ax.grid(axis="x", alpha=0.3)
-    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=3)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=2)
     if title:
         ax.set_title(title, fontsize=10)
     return fig
@@ -202,6 +213,63 @@ def accuracy_vs_resolution(summary: pd.DataFrame, train_size: int | None = None,
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def per_class_differences(cells: pd.DataFrame, rows: list[str], names: list[str], default: str,
+                          title: str = "") -> Figure:
+    """Classes x rows grid of each row's per-class difference to the default (colour, points), its two-level 95%
+    interval in the cell, and a frame around the cells resolved after Holm's adjustment over the whole grid."""
+    rows = [r for r in rows if r in set(cells["row"])]
+    fig = Figure(figsize=(1.9 * max(len(rows), 1) + 2.2, 0.42 * len(names) + 1.8), layout="constrained")
+    ax = fig.subplots()
+    if cells.empty or not rows:
+        ax.text(0.5, 0.5, "no per-image predictions: per-class differences need them", transform=ax.transAxes,
+                ha="center")
+        ax.set_axis_off()
+        return fig
+    grid = np.full((len(names), len(rows)), np.nan)
+    for _, c in cells.iterrows():
+        grid[int(c["class"]), rows.index(c["row"])] = c["diff"]
+    lim = max(float(np.nanmax(np.abs(grid))), 1e-9)
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for _, c in cells.iterrows():
+        y, x = int(c["class"]), rows.index(c["row"])
+        text = f"{c['diff']:+.1f}\n[{c['low']:+.1f}, {c['high']:+.1f}]".replace("-", "−")
+        ax.text(x, y, text, ha="center", va="center", fontsize=6.5, fontweight="bold" if c["resolved"] else "normal")
+        if c["resolved"]:
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, lw=2, ec="k"))
+    ax.set_xticks(range(len(rows)), rows)
+    ax.set_yticks(range(len(names)), names)
+    fig.colorbar(im, ax=ax, label=f"difference to '{default}' (points of per-class accuracy)")
+    family = int(cells["family_size"].iloc[0]) if len(cells) else 0
+    ax.set_title("\n".join(t for t in (title, f"framed: resolved after Holm over {family} cells; "
+                                              "brackets: 95% CI with seeds and test images") if t), fontsize=9)
+    return fig
+
+
+def difference_per_epoch(per_epoch: pd.DataFrame, rows: list[str], default: str, metric: str = "val_acc",
+                         title: str = "") -> Figure:
+    """Each row's difference to the default per epoch (mean over seeds), with its paired 95% band."""
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    if per_epoch.empty:
+        ax.text(0.5, 0.5, f"no per-epoch {metric} in common with '{default}'", transform=ax.transAxes, ha="center")
+        return fig
+    ax.axhline(0, color="k", lw=0.8)
+    for i, row in enumerate(r for r in rows if r in set(per_epoch["row"])):
+        g = per_epoch[per_epoch["row"] == row].sort_values("epoch")
+        color = f"C{(i + 1) % 10}"
+        ax.plot(g["epoch"], g["diff"], "o-", ms=3, color=color, label=f"{row} (n={int(g['n'].max())})")
+        band = g["low"].notna()
+        ax.fill_between(g["epoch"][band], g["low"][band], g["high"][band], color=color, alpha=0.15, lw=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} difference to '{default}' (points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="paired 95% band over seeds", title_fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
     return fig

@@ -7,6 +7,7 @@ way to read a study that lives in a shared database.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -229,6 +230,42 @@ def load_curves(df: pd.DataFrame, folder: str | Path, storage: str | Path | None
         frames.append(m)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["row", "seed", "trial", "epoch"])
     out.attrs["missing"] = missing
+    return out
+
+
+def attach_predictions(df: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
+    """`df` with a `predictions` column (each finished trial's code, or None), for `analysis.per_image`.
+
+    Read from the storage's user attrs when `df` came from there (it then has the column already), else from the
+    run folder's `predictions.csv` (the sweep's export), else from the trial's own `result.json`. A study run
+    before predictions were kept has none anywhere; its column is all None.
+    """
+    from lightning_modules.predictions import KEY
+
+    out = df.copy()
+    codes = out[KEY] if KEY in out.columns else pd.Series(None, index=out.index, dtype=object)
+    folder = Path(folder)
+    exported: dict[int, str] = {}
+    path = folder / "predictions.csv"
+    if path.is_file():
+        try:
+            table = pd.read_csv(path)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+            raise LoadError(f"cannot parse {path}: {exc}") from exc
+        if {"trial", "key", "code"} <= set(table.columns):
+            exported = {int(t): c for t, k, c in zip(table["trial"], table["key"], table["code"], strict=True)
+                        if k == KEY and isinstance(c, str)}
+    filled = []
+    for i, trial in out.iterrows():
+        code = codes.get(i)
+        if not isinstance(code, str) and trial["state"] == FINISHED:
+            number = trial.get("trial")
+            code = exported.get(int(number)) if pd.notna(number) else None
+            if code is None and (metrics := _metrics_path(trial, folder)) is not None:
+                result = metrics.parent / "result.json"
+                code = json.loads(result.read_text()).get(KEY) if result.is_file() else None
+        filled.append(code if isinstance(code, str) else None)
+    out[KEY] = pd.Series(filled, index=out.index, dtype=object)
     return out
 
 

@@ -17,7 +17,16 @@ if __package__ in (None, ""):  # run as `python analysis/report.py`: make `analy
 import pandas as pd  # noqa: E402
 
 from analysis import figures  # noqa: E402
-from analysis.load import LoadError, get_study_spec, load_curves, load_study, study_dir  # noqa: E402
+from analysis.epochs import difference_per_epoch, trend, trend_sentence  # noqa: E402
+from analysis.load import (  # noqa: E402
+    LoadError,
+    attach_predictions,
+    get_study_spec,
+    load_curves,
+    load_study,
+    study_dir,
+)
+from analysis.per_class import agreement, class_names, per_class_differences  # noqa: E402
 from analysis.row_marks import mark_rows  # noqa: E402
 from analysis.seed_rule import read_rule, seeds_sentence  # noqa: E402
 from analysis.tables import (  # noqa: E402
@@ -68,7 +77,7 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
     """
     folder = study_dir(run_root, study, protocol)
     out = folder / "report"
-    df = load_study(study, protocol, run_root, storage)
+    df = attach_predictions(load_study(study, protocol, run_root, storage), folder)
     spec = get_study_spec(study)
     summary = summarize_study(df, spec)
     size = train_size(df)
@@ -92,6 +101,13 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
         "ours_vs_paper": figures.ours_vs_paper(summary, title),
     }
     figs["val_curves"] = figures.validation_curves(curves, list(summary["row"]), title=title)
+    default, rows = summary.attrs["default_row"], list(summary["row"])
+    per_epoch = difference_per_epoch(curves, rows, default)
+    figs["difference_per_epoch"] = figures.difference_per_epoch(per_epoch, rows, default, title=title)
+    per_image = per_image_sections(summary, df)
+    if len(per_image.cells):  # a study run before predictions were kept has none: its report says so instead
+        per_image.cells.to_csv(out / "per_class.csv", index=False)
+        figs["per_class"] = figures.per_class_differences(per_image.cells, rows, per_image.names, default, title)
     if summary.attrs["sizes"]:
         figs["accuracy_vs_resolution"] = figures.accuracy_vs_resolution(summary, size, title)
     for stem, fig in figs.items():
@@ -99,12 +115,68 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
 
     seeds = seeds_sentence(read_rule(folder), summary.attrs["seeds_by_row"], list(summary["row"]),
                            dict(zip(summary["row"], summary["n"], strict=True)))
+    ran = summary.loc[summary["n"] > 0, "row"]
+    trends = [trend_sentence(trend(curves, r, default)) for r in ran if r != default]
     (out / "report.md").write_text(_report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df,
-                                                    seeds))
+                                                    seeds, per_image.text + _epochs_text(trends)))
     return markdown
 
 
-def _report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df, seeds: str = "") -> str:
+class _PerImage:
+    """The per-class grid (`cells`), its class names and the report's per-image section."""
+
+    def __init__(self, cells: pd.DataFrame, names: list[str], text: list[str]) -> None:
+        self.cells, self.names, self.text = cells, names, text
+
+
+def per_image_sections(summary: pd.DataFrame, df: pd.DataFrame) -> _PerImage:
+    """Per-class differences and prediction agreement of every row with the default, from the kept predictions."""
+    outcomes = summary.attrs["outcomes"]
+    default = summary.attrs["default_row"]
+    seeds = summary.attrs["seeds_by_row"]
+    common = {r: sorted(k for k in seeds[r].keys() & seeds.get(default, {}).keys() if isinstance(k, int))
+              for r in summary["row"]}
+    cells = per_class_differences(outcomes, common, default)
+    ref = outcomes.get(default)
+    n_classes = int(ref.label.max()) + 1 if ref is not None and ref.label is not None and ref.label.size else 0
+    names = class_names(n_classes, str(_first(df, "protocol.dataset") or ""))
+    lines = ["## Per class and per image", ""]
+    if cells.empty:
+        status = "; ".join(sorted({str(s) for s in summary["per_image"] if isinstance(s, str) and s}))
+        lines += [f"No per-image statistics: {status or 'no row can be paired with the default image by image'}.",
+                  ""]
+        return _PerImage(cells, names, lines)
+    resolved = cells[cells["resolved"]]
+    listed = ", ".join(f"{r['row']} on {names[int(r['class'])]} (" + f"{r['diff']:+.1f})".replace("-", "−")
+                       for _, r in resolved.iterrows())
+    lines += [f"Per-class differences to `{default}` with the interval that counts seeds and test images "
+              f"(`per_class.png`, `per_class.csv`); Holm over all {int(cells['family_size'].iloc[0])} cells: "
+              + (f"resolved: {listed}." if listed else "no cell is resolved."), "",
+              "Agreement of predictions (% of test images with the same predicted class; different seeds "
+              "only). A gap above 0 means the row's trials agree with the default's less than trials of one row "
+              "agree with each other: the ablation changes which images are right beyond seed noise "
+              "(95% t interval over the test images).", "",
+              "| row | seeds | with default | within row | within default | same seed, with default | gap |",
+              "|:---|---:|---:|---:|---:|---:|---:|"]
+    for r in summary["row"]:
+        if r == default or (a := agreement(outcomes[r], outcomes[default], common[r], r)) is None:
+            continue
+        gap = f"{a.gap:+.2f} [{a.gap_low:+.2f}, {a.gap_high:+.2f}]".replace("-", "−")
+        gap += ", beyond seed noise" if a.beyond_seed_noise else ""
+        lines.append(f"| {r} | {a.n_seeds} | {a.cross:.2f} | {a.within_row:.2f} | {a.within_default:.2f} | "
+                     f"{a.same_seed:.2f} | {gap} |")
+    return _PerImage(cells, names, lines + [""])
+
+
+def _epochs_text(trends: list[str]) -> list[str]:
+    return (["## Difference over training", "",
+             "Validation accuracy difference to the default per epoch (`difference_per_epoch.png`); the trend is "
+             "the paired per-seed slope over the last epochs, with a t interval over the seeds.", ""]
+            + [f"- {t}" for t in trends] + [""])
+
+
+def _report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df, seeds: str = "",
+                     sections: list[str] | None = None) -> str:
     lines = [f"# Ablation report: {study} ({protocol})", ""]
     if spec is not None:
         lines += [f"{spec.description}", "", f"Paper: {spec.paper_table} (Hire-MLP arXiv v1, Hire-MLP-Small, "
@@ -112,8 +184,11 @@ def _report_markdown(study, protocol, spec, summary, markdown, note, curves, fig
     else:
         lines += ["No `ablations` study of this name was found: no paper numbers, rows in results order.", ""]
     n_trials = int(summary["n"].sum() + summary["n_failed"].sum())
+    resolved = list(summary.loc[summary["resolved"].fillna(False).astype(bool), "row"])
     lines += [f"Metric: `{summary.attrs['metric']}`; {n_trials} trials; differences are against "
-              f"`{summary.attrs['default_row']}`.", "", "## Table", "", markdown, "## Seeds", "", seeds, "",
+              f"`{summary.attrs['default_row']}`; family of {summary.attrs['family_size']} row(s) for Holm's "
+              f"adjustment; resolved after it: {', '.join(resolved) if resolved else 'none'}.", "", "## Table", "",
+              markdown, "## Seeds", "", seeds, "", *(sections or []),
               "## Agreement with the paper",
               "", rank_sentence(summary, note), "", "## Caveats", ""]
     caveats = [

@@ -285,12 +285,17 @@ class SignAgreement:
 
 
 def sign_agreement(labels: Sequence[str], ours_low: Sequence[float], ours_high: Sequence[float],
-                   paper_diff: Sequence[float], paper_noise: float) -> SignAgreement:
-    """Count sign agreements over rows that both resolve: our 95% CI excludes 0, and |paper difference| is above
-    `paper_noise` (the paper runs each row once, so a smaller difference is within its own run-to-run noise)."""
+                   paper_diff: Sequence[float], paper_noise: float,
+                   resolved: Sequence[bool | None] | None = None) -> SignAgreement:
+    """Count sign agreements over rows that both resolve: our 95% CI excludes 0 (and, when `resolved` is given,
+    the row is resolved after the family's adjustment), and |paper difference| is above `paper_noise` (the paper
+    runs each row once, so a smaller difference is within its own run-to-run noise)."""
     both, disagree = [], []
-    for label, lo, hi, pd_ in zip(labels, ours_low, ours_high, paper_diff, strict=True):
+    flags = list(resolved) if resolved is not None else [True] * len(labels)
+    for label, lo, hi, pd_, ok in zip(labels, ours_low, ours_high, paper_diff, flags, strict=True):
         if any(x is None or math.isnan(x) for x in (lo, hi, pd_)) or lo <= 0.0 <= hi or abs(pd_) <= paper_noise:
+            continue
+        if not ok:
             continue
         both.append(label)
         if (lo > 0) != (pd_ > 0):

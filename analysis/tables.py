@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import FINISHED, eval_sizes
+from analysis.multiplicity import decide
+from analysis.per_image import pair_status, row_outcomes
 from analysis.stats import (
     ALPHA,
     POWER,
@@ -25,21 +27,32 @@ from analysis.stats import (
     spearman_seed_interval,
     summarize,
 )
+from analysis.two_level import TwoLevelCI, p_value, two_level_diff_ci
 
 PAPER_COLUMN = "paper top-1 (ImageNet, Hire-MLP-Small, arXiv v1)"
 PAPER_CSV_COLUMN = "paper_top1_imagenet_hiremlp_small_arxiv_v1"
 NOISE_MARK = "†"
 NOISE_NOTE = (
-    f"{NOISE_MARK} the seeds cannot tell this difference from noise (the 95% CI includes 0, or there is no CI "
-    "because a side has n < 2). 'No difference larger than X' states what these seeds could have seen: X is the "
-    f"difference a two-sided t test at {ALPHA:.0%} finds with {POWER:.0%} power, from the observed spread of the "
-    "per-seed differences (Welch rows: of both rows)."
+    f"{NOISE_MARK} not resolved: Holm's adjusted p for this row is at or above {ALPHA:.0%} over the family of the "
+    "table's rows against the default (so the chance of any false 'resolved' in the table is at most 5%), or there "
+    "is no test because a side has n < 2. 'No difference larger than X' states what these seeds (and images) could "
+    f"have seen: X is the difference the row's test (two-sided, {ALPHA:.0%}, unadjusted) finds with {POWER:.0%} "
+    "power, from the observed spread (Welch rows: of both rows)."
 )
 CI_NOTE = (
     "CI: 'paired' is a paired t interval over the seeds both rows ran (a seed fixes data order, augmentation and "
     "initialisation for every row, so its shared part cancels), and Δ is then the mean of the per-seed differences "
     "over those seeds (with unequal seed counts it need not equal the difference of the two means shown); 'Welch' "
-    "is an unpaired interval with unequal variances, used when fewer than 2 seeds match."
+    "is an unpaired interval with unequal variances, used when fewer than 2 seeds match. Both treat the test images "
+    "as fixed."
+)
+IMAGE_NOTE = (
+    "CI with test images: the difference's interval when the test images are a sample too (every trial's "
+    "per-image predictions, paired across the two rows by seed and by image; a crossed seeds x images variance "
+    "decomposition with Satterthwaite's degrees of freedom, analysis/two_level.py). The percentage is the share of "
+    "its variance that comes from the images: above 50% the test set, not the seeds, limits what the table can "
+    "resolve. Rows whose trials kept no predictions (studies run before they were kept) say so and are decided by "
+    "the seeds-only interval."
 )
 PAPER_RUN_NOISE = 0.16  # v1 Table 3 (4,3,3,2) with s=(1,1,1,1): 81.69; Table 4's identical row: 81.53
 METRIC_FALLBACKS = ("test_acc", "best_val_acc", "val_acc", "value")
@@ -158,6 +171,7 @@ def summarize_study(
     sizes = sorted(set(eval_sizes(df)) | set(getattr(spec, "eval_sizes", None) or ()))
 
     ok_by_row = {label: _finished(df[df["row"] == label]) for label in labels}
+    outcomes = {label: row_outcomes(ok, metric) for label, ok in ok_by_row.items()}
     ref_values = _col(ok_by_row.get(default_row, df.iloc[0:0]), metric)
     ref_seeds = _per_seed(ok_by_row.get(default_row, df.iloc[0:0]), metric, default_row)
     paper_ref = paper.get(default_row)
@@ -175,6 +189,12 @@ def summarize_study(
         seeds_by_row[label] = _per_seed(ok, metric, label)
         ci = diff_ci(seeds_by_row[label], ref_seeds)
         is_ref = label == default_row
+        common = sorted(k for k in seeds_by_row[label].keys() & ref_seeds.keys() if isinstance(k, int))
+        image_status = "" if is_ref or s.n == 0 else pair_status(outcomes[label], outcomes[default_row], common)
+        if not image_status and ci.method != "paired":
+            image_status = "no paired seeds"
+        two = None if is_ref or image_status else two_level_diff_ci(outcomes[label].correct(common),
+                                                                    outcomes[default_row].correct(common))
         p = paper.get(label)
         rec: dict[str, Any] = {
             "row": label,
@@ -196,8 +216,11 @@ def summarize_study(
             "ci_half_width": math.nan if is_ref else ci.half_width,
             "detectable": math.nan if is_ref else ci.detectable(),
             "paper_diff": float(p) - float(paper_ref) if p is not None and paper_ref is not None else math.nan,
+            **_image_columns(two, image_status, is_ref),
+            "p_seeds": math.nan if is_ref else p_value(ci),
+            "decided_by": "" if is_ref or not ci.has_ci else "seeds+images" if two is not None else "seeds only",
             "indistinguishable": None if is_ref or s.n == 0 or ref_values.notna().sum() == 0
-            else ci.indistinguishable,
+            else ci.indistinguishable,  # replaced below by the family's decision
             "params_M": _col(ok, "params").mean() / 1e6,
             "macs_G": _col(ok, "macs").mean() / 1e9,
             "images_per_s": _col(ok, "images_per_s").mean(),
@@ -211,10 +234,42 @@ def summarize_study(
             rec[f"na@{size}"] = "; ".join(na) if na else None
         records.append(rec)
     out = pd.DataFrame.from_records(records)
+    family = decide_family(out)
     out.attrs.update(metric=metric, default_row=default_row, sizes=sizes, seeds_by_row=seeds_by_row,
-                     study=getattr(spec, "name", None), paper_table=getattr(spec, "paper_table", None))
+                     study=getattr(spec, "name", None), paper_table=getattr(spec, "paper_table", None),
+                     family_size=family, outcomes=outcomes)
     add_agreement(out)
     return out
+
+
+def _image_columns(two: TwoLevelCI | None, status: str, is_ref: bool) -> dict[str, Any]:
+    """The two-level interval's columns (seeds and test images), or NaNs and the reason in `per_image`."""
+    if two is None:
+        return {"ci_img_low": math.nan, "ci_img_high": math.nan, "ci_img_df": math.nan,
+                "ci_img_half_width": math.nan, "image_share": math.nan, "dominant": "", "n_images": 0,
+                "detectable_img": math.nan, "p_images": math.nan, "per_image": "" if is_ref else status}
+    both = two.both
+    return {"ci_img_low": both.low, "ci_img_high": both.high, "ci_img_df": both.df,
+            "ci_img_half_width": both.half_width, "image_share": two.image_share, "dominant": two.dominant,
+            "n_images": two.n_images, "detectable_img": both.detectable() if both.se else 0.0,
+            "p_images": p_value(both),
+            "per_image": f"paired over {two.n_seeds} seeds x {two.n_images} test images"}
+
+
+def decide_family(summary: pd.DataFrame, alpha: float = ALPHA) -> int:
+    """Holm's decisions for the family of rows against the default, into `p`, `p_holm`, `p_bh`, `resolved`;
+    `indistinguishable` becomes "not resolved after the adjustment". Each row's test is the two-level one where
+    its predictions allow it, else the seeds-only one. Returns the family size."""
+    p = summary["p_images"].where(summary["p_images"].notna(), summary["p_seeds"])
+    decisions = decide(dict(zip(summary.index, p, strict=True)), alpha)
+    summary["p"] = p
+    summary["p_holm"] = [decisions[i].p_holm for i in summary.index]
+    summary["p_bh"] = [decisions[i].p_bh for i in summary.index]
+    summary["resolved"] = [None if summary.at[i, "is_default"] or math.isnan(decisions[i].p) else
+                           decisions[i].resolved for i in summary.index]
+    summary["indistinguishable"] = [None if pd.isna(v) else not resolved for v, resolved in
+                                    zip(summary["indistinguishable"], summary["resolved"], strict=True)]
+    return next(iter(decisions.values())).family_size if decisions else 0
 
 
 def add_agreement(summary: pd.DataFrame) -> None:
@@ -227,8 +282,9 @@ def add_agreement(summary: pd.DataFrame) -> None:
     summary.attrs["rank"] = rank_agreement(both["paper_top1"], both["mean"])
     summary.attrs["rank_interval"] = spearman_seed_interval(both["paper_top1"], [seeds.get(r, {}) for r in both["row"]])
     others = both[~both["is_default"]]
+    resolved = list(others["resolved"]) if "resolved" in others.columns else None
     summary.attrs["signs"] = sign_agreement(list(others["row"]), list(others["ci_low"]), list(others["ci_high"]),
-                                            list(others["paper_diff"]), PAPER_RUN_NOISE)
+                                            list(others["paper_diff"]), PAPER_RUN_NOISE, resolved)
 
 
 def _num(x: float, digits: int = 2) -> str:
@@ -256,6 +312,12 @@ def _mean_std(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f}" if n < 2 else f"{mean:.2f} ± {std:.2f}"
 
 
+def decision_detectable(rec: pd.Series) -> float:
+    """The detectable difference of the test that decides the row (two-level where there are predictions)."""
+    two = rec.get("detectable_img", math.nan)
+    return rec["detectable"] if two is None or math.isnan(two) else two
+
+
 def _diff_cell(rec: pd.Series) -> str:
     if rec["is_default"]:
         return "reference" if rec["n"] else "reference (no results)"
@@ -267,8 +329,25 @@ def _diff_cell(rec: pd.Series) -> str:
     if not rec["indistinguishable"]:
         return text
     text += f" {NOISE_MARK}"
-    return text + (f" no difference larger than {rec['detectable']:.2f} points"
-                   if not math.isnan(rec["detectable"]) else "")
+    detect = decision_detectable(rec)
+    return text + (f" no difference larger than {detect:.2f} points" if not math.isnan(detect) else "")
+
+
+def _image_cell(rec: pd.Series) -> str:
+    if rec["is_default"] or rec["n"] == 0:
+        return "—"
+    if math.isnan(rec.get("ci_img_low", math.nan)):
+        return _text(rec.get("per_image")) or "—"
+    share = rec["image_share"]
+    return (f"[{_signed(rec['ci_img_low'])}, {_signed(rec['ci_img_high'])}]"
+            + ("" if math.isnan(share) else f", images {share:.0%}"))
+
+
+def _decision_cell(rec: pd.Series) -> str:
+    if rec["is_default"] or math.isnan(rec.get("p_holm", math.nan)):
+        return "—"
+    verdict = "resolved" if rec["resolved"] else f"not resolved {NOISE_MARK}"
+    return f"{rec['p_holm']:.2g} ({'seeds+images' if rec['decided_by'] == 'seeds+images' else 'seeds'}), {verdict}"
 
 
 def _ci_cell(rec: pd.Series) -> str:
@@ -284,6 +363,7 @@ def display_table(summary: pd.DataFrame) -> DisplayTable:
     metric = summary.attrs.get("metric", "test_acc")
     sizes = summary.attrs.get("sizes", [])
     default = summary.attrs.get("default_row")
+    family = summary.attrs.get("family_size", 0)
     table = DisplayTable(pd.DataFrame())
     rows = []
     for _, rec in summary.iterrows():
@@ -296,9 +376,11 @@ def display_table(summary: pd.DataFrame) -> DisplayTable:
             PAPER_COLUMN: _num(rec["paper_top1"]),
             f"ours: {metric} (%), mean ± std": ours,
             "n seeds": str(rec["n"]),
-            f"Δ vs default '{default}' (95% CI)": _diff_cell(rec),
+            f"Δ vs default '{default}' (95% CI, seeds)": _diff_cell(rec),
             "CI": _ci_cell(rec),
-            f"detectable Δ ({POWER:.0%} power)": "—" if rec["is_default"] else _num(rec["detectable"]),
+            "95% CI with test images (share of variance)": _image_cell(rec),
+            f"Holm p (family of {family})": _decision_cell(rec),
+            f"detectable Δ ({POWER:.0%} power)": "—" if rec["is_default"] else _num(decision_detectable(rec)),
             "params (M)": _magnitude(rec["params_M"]),
             "MACs (G)": _magnitude(rec["macs_G"]),
             "images/s": _magnitude(rec["images_per_s"]),
@@ -317,6 +399,9 @@ def display_table(summary: pd.DataFrame) -> DisplayTable:
         table.notes.append("This study has no counterpart in the paper's tables, so there is no paper column.")
     table.notes.append(NOISE_NOTE)
     table.notes.append(CI_NOTE)
+    table.notes.append(IMAGE_NOTE)
+    table.notes.append(f"Family: {family} row(s) tested against the default '{default}'; Holm's step-down "
+                       f"adjustment at {ALPHA:.0%} family-wise (Benjamini-Hochberg adjusted p in table.csv, p_bh).")
     if (summary["n"] == 1).any():
         table.notes.append("Rows with n < 2 seeds show no std and no CI.")
     return table
@@ -347,7 +432,8 @@ def sign_sentence(summary: pd.DataFrame) -> str:
     sa = summary.attrs.get("signs")
     if sa is None:
         return ""
-    rule = (f"a row resolves when our 95% CI excludes 0 and the paper's difference to its default exceeds "
+    rule = (f"a row resolves when it is resolved after Holm's adjustment over our table and the paper's difference "
+            "to its default exceeds "
             f"{PAPER_RUN_NOISE} points (the paper's own disagreement on one setting)")
     if sa.both_resolve == 0:
         return f" Signs: no row resolves in both tables ({rule})."

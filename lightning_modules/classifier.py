@@ -63,6 +63,7 @@ class HireMLPClassifier(pl.LightningModule):
         self.__dict__["_forward"] = torch.compile(self.model) if options["compile"] else self.model
         self._sums: dict[str, torch.Tensor] = {}
         self._reduced: set[str] = set()  # sums already all-reduced over the ranks this epoch
+        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (predicted class, label) per batch
         self.best_val_acc = float("nan")
 
     @property
@@ -143,6 +144,8 @@ class HireMLPClassifier(pl.LightningModule):
         model = self.eval_model if self.ema_model is not None else self._forward
         logits = model(x)
         self._accumulate(prefix, F.cross_entropy(logits, y), logits, y)
+        if prefix == "test":  # kept on the device until asked for
+            self._test_outputs.append((logits.argmax(-1), y))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -162,6 +165,15 @@ class HireMLPClassifier(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._sums.pop("test", None)
         self._reduced.discard("test")
+        self._test_outputs.clear()
+
+    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted class, label) per image of this rank's last test pass, in the loader's order (on CPU)."""
+        if not self._test_outputs:
+            empty = torch.zeros(0, dtype=torch.long)
+            return empty, empty
+        pred, label = (torch.cat(t).cpu() for t in zip(*self._test_outputs, strict=True))
+        return pred, label
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -217,11 +229,13 @@ class HireMLPClassifier(pl.LightningModule):
     # ------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                 autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
-        """Plain loss/accuracy (percent) of the evaluation weights over ``batches``, outside the Trainer."""
+                 autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
+        """Plain loss/accuracy (percent) of the evaluation weights over ``batches``, outside the Trainer; also the
+        predicted class and label per image (``pred``, ``label``, CPU tensors), which the run keeps."""
         model, was_training = self.eval_model, self.eval_model.training
         model.eval()
         loss_sum = correct = n = 0.0
+        preds, labels = [], []
         try:
             for x, y in batches:
                 with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -229,6 +243,9 @@ class HireMLPClassifier(pl.LightningModule):
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
                 correct += (logits.argmax(-1) == y).sum().item()
                 n += len(y)
+                preds.append(logits.argmax(-1))
+                labels.append(y)
         finally:
             model.train(was_training)
-        return {"loss": loss_sum / max(n, 1), "acc": 100.0 * correct / max(n, 1)}
+        pred, label = (torch.cat(t).cpu() if t else torch.zeros(0, dtype=torch.long) for t in (preds, labels))
+        return {"loss": loss_sum / max(n, 1), "acc": 100.0 * correct / max(n, 1), "pred": pred, "label": label}

@@ -38,6 +38,7 @@ from .distributed import trainer_kwargs
 from .epoch_metrics import METRIC_COLUMNS, EpochMetrics
 from .gpu_loader import GpuBatches
 from .loggers import make_loggers, parse_loggers
+from .predictions import encode, key_at
 from .progress import PROGRESS_MODES, EpochBar, progress_callback
 from .recipe import PAPER, Recipe
 
@@ -268,9 +269,15 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
         }
         if cfg.dataset == "imagefolder":
             result["decoder"] = dm.decoder
+        amp = torch.bfloat16 if res["precision"] == "bf16-mixed" else None
+        if trainer.world_size == 1:
+            result[key_at()] = encode(*(t.numpy() for t in module.test_predictions()))
+        else:  # each rank tested its own shard: every rank scores the whole test set once more, for the record
+            module.to(device)
+            whole = module.evaluate(dm.batches("test", shard=False), amp)
+            result[key_at()] = encode(whole["pred"].numpy(), whole["label"].numpy())
         if cfg.eval_sizes:
             result["eval_interpolation"] = GpuBatches.interpolation
-            amp = torch.bfloat16 if res["precision"] == "bf16-mixed" else None
             module.to(device)
             for size in cfg.eval_sizes:
                 try:
@@ -279,7 +286,9 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
                     result[f"na@{size}"] = str(e)
                     continue
                 # every rank scores the whole test set (shard=False): the numbers are global without a reduce
-                result[f"test_acc@{size}"] = module.evaluate(dm.batches("test", size=size, shard=False), amp)["acc"]
+                scored = module.evaluate(dm.batches("test", size=size, shard=False), amp)
+                result[f"test_acc@{size}"] = scored["acc"]
+                result[key_at(size)] = encode(scored["pred"].numpy(), scored["label"].numpy())
     result["wall_s"] = time.perf_counter() - wall0  # this attempt only
     if trainer.is_global_zero:
         _write_json(run_dir / "result.json", result)

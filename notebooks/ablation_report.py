@@ -37,11 +37,12 @@ sys.path.insert(0, str(ROOT))
 from IPython.display import Markdown, display
 
 from analysis import figures, load, row_marks, tables
+from analysis.epochs import difference_per_epoch
 from analysis.report import protocol_note, train_size
 
 # %%
 folder = load.study_dir(ROOT / run_root, study, protocol)
-df = load.load_study(study, protocol, ROOT / run_root, storage)
+df = load.attach_predictions(load.load_study(study, protocol, ROOT / run_root, storage), folder)  # per-image
 spec = load.get_study_spec(study)
 df.head()
 
@@ -67,6 +68,10 @@ figures.ours_vs_paper(summary, study)
 # %%
 curves = load.load_curves(df, folder)
 figures.validation_curves(curves, list(summary['row']), title=study)
+
+# %%
+rows, default = list(summary['row']), summary.attrs['default_row']
+figures.difference_per_epoch(difference_per_epoch(curves, rows, default), rows, default, title=study)
 
 # %%
 if summary.attrs['sizes']:

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial
 
+from lightning_modules.predictions import KEY as PREDICTIONS_KEY
 from sweeps.grid import cell_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -136,6 +137,24 @@ def write_curves_csv(optuna_study: optuna.Study, path: Path) -> int:
                             "seed": cell.seed if cell else "", **r})
     columns = list(dict.fromkeys(k for r in records for k in r)) or ["trial", "row", "seed", "epoch"]
     return _write_csv(path, columns, records)
+
+
+def prediction_codes(trial: FrozenTrial) -> dict[str, str]:
+    """The trial's stored per-image predictions: {result key (`predictions`, `predictions@<size>`): code}."""
+    return {k: v for k, v in trial.user_attrs.items()
+            if (k == PREDICTIONS_KEY or k.startswith(PREDICTIONS_KEY + "@")) and isinstance(v, str)}
+
+
+def write_predictions_csv(optuna_study: optuna.Study, path: Path) -> int:
+    """Rewrite `predictions.csv` (one row per trial and evaluation: `trial`, `row`, `seed`, `key`, `code`, the code
+    being `lightning_modules.predictions`' string) from the storage, like `curves.csv`; returns its row count."""
+    records = []
+    for t in optuna_study.get_trials(deepcopy=False):
+        cell = cell_of(t)
+        for key, code in sorted(prediction_codes(t).items()):
+            records.append({"trial": t.number, "row": cell.row if cell else t.user_attrs.get("row", ""),
+                            "seed": cell.seed if cell else "", "key": key, "code": code})
+    return _write_csv(path, ["trial", "row", "seed", "key", "code"], records)
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> int:

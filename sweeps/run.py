@@ -458,6 +458,7 @@ def finish(sweep: worker.Sweep, args: argparse.Namespace) -> int:
     adaptive.update_todo(sweep)
     results.write_results_csv(sweep.ostudy, sweep.study.name, sweep.protocol.name, sweep.folder / "results.csv")
     results.write_curves_csv(sweep.ostudy, sweep.folder / "curves.csv")
+    results.write_predictions_csv(sweep.ostudy, sweep.folder / "predictions.csv")
     report(sweep.study, sweep.folder.name[len(sweep.study.name) + 1:], sweep.folder)
     State = optuna.trial.TrialState
     if sweep.study.kind == "tune":

@@ -163,7 +163,8 @@ def fake_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
     """A deterministic stand-in for tests and `--trainer fake`. Environment knobs: SWEEP_FAKE_SLEEP (seconds per
     epoch), SWEEP_FAKE_FAIL / SWEEP_FAKE_NAN (comma-separated rows that raise / diverge), SWEEP_FAKE_LOG (a file
     that gets one 'start'/'end' line per run, to count runs), SWEEP_FAKE_EFFECTS / _SEED_SD / _NOISE_SD (test_acc from
-    a `SeedNoiseModel` with known row effects and seed noise; otherwise a hash of row and seed)."""
+    a `SeedNoiseModel` with known row effects and seed noise; otherwise a hash of row and seed),
+    SWEEP_FAKE_PREDICTIONS (per-image predictions on that many images)."""
     log = os.environ.get("SWEEP_FAKE_LOG")
     _log(log, f"start {job.row}__seed{job.seed} {os.getpid()}")
     recipe = job.protocol.recipe
@@ -186,12 +187,28 @@ def fake_trainer(job: TrialJob, callbacks: Sequence[Any] = ()) -> dict:
         acc = math.nan
     result = {"val_acc": acc, "best_val_acc": acc, "test_acc": acc - 0.5, "test_loss": 1.0, "params": 1000,
               "macs": 2000, "images_per_s": 1e4, "wall_s": 0.01, "epochs_run": epochs}
+    if n_images := int(os.environ.get("SWEEP_FAKE_PREDICTIONS", 0)):
+        result.update(_fake_predictions(job, acc - 0.5, n_images))
     for size in job.eval_sizes:
         result[f"test_acc@{size}" if size % 4 == 0 else f"na@{size}"] = acc if size % 4 == 0 else "not divisible"
     job.run_dir.mkdir(parents=True, exist_ok=True)
     (job.run_dir / "result.json").write_text(json.dumps(result))
     _log(log, f"end {job.row}__seed{job.seed} {os.getpid()}")
     return result
+
+
+def _fake_predictions(job: TrialJob, acc: float, n_images: int) -> dict:
+    """SWEEP_FAKE_PREDICTIONS=n: predictions on n images (10 classes) with `acc` rounded to whole images; the
+    returned `test_acc` is theirs, so the stored predictions and the reported accuracy agree."""
+    from lightning_modules.predictions import encode, key_at
+
+    label = np.arange(n_images) % 10
+    right = min(max(round(acc / 100 * n_images), 0), n_images)
+    rng = np.random.default_rng(int(hashlib.sha256(f"pred/{job.row}/{job.seed}".encode()).hexdigest()[:16], 16))
+    wrong = rng.permutation(n_images)[right:]
+    pred = label.copy()
+    pred[wrong] = (label[wrong] + rng.integers(1, 10, wrong.size)) % 10
+    return {"test_acc": 100.0 * right / n_images, key_at(): encode(pred, label)}
 
 
 def _log(path: str | None, line: str) -> None:

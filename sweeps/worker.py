@@ -19,6 +19,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import Study
+from lightning_modules.predictions import KEY as PREDICTIONS_KEY
 from sweeps import adaptive, grid, progress, recovery, results, tune
 from sweeps.grid import Cell
 from sweeps.protocols import Protocol
@@ -227,7 +228,7 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
     elapsed = time.time() - t0
 
     for key, value in result.items():
-        if key in RESULT_KEYS or key.startswith(("test_acc@", "na@")):
+        if key in RESULT_KEYS or key.startswith(("test_acc@", "na@", PREDICTIONS_KEY)):
             trial.set_user_attr(key, _jsonable(value))
     if "wall_s" not in result:
         trial.set_user_attr("wall_s", elapsed)
@@ -239,6 +240,7 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
                                                 "result": result, "elapsed_s": elapsed})
     results.write_results_csv(sweep.ostudy, sweep.study.name, sweep.protocol.name, sweep.folder / "results.csv")
     results.write_curves_csv(sweep.ostudy, sweep.folder / "curves.csv")
+    results.write_predictions_csv(sweep.ostudy, sweep.folder / "predictions.csv")
     if state == TrialState.COMPLETE:
         test = result.get("test_acc")
         test_txt = f", test {float(test):.2f}%" if test is not None else ""

@@ -25,6 +25,7 @@ from lightning_modules.augment import repeated_order
 from lightning_modules.datamodule import CIFAR10DataModule
 from lightning_modules.gpu_loader import GpuBatches
 from lightning_modules.imagefolder import EpochBatches, ImageFolderDataModule
+from lightning_modules.predictions import decode
 from lightning_modules.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,6 +162,9 @@ def test_two_process_ddp_on_cifar(tmp_path: Path) -> None:
                                           world_size=2))
     assert half["loss"] != pytest.approx(single["loss"], rel=1e-5)  # a rank's own shard would read differently
     result = json.loads((run_dir / "result.json").read_text())
+    pred, label = decode(result["predictions"])  # every test image once, in the test set's order, not a shard
+    assert pred.size == 90 and (label == dm.splits["test"][1].cpu().numpy()).all()
+    assert 100.0 * float((pred == label).mean()) == pytest.approx(result["test_acc"], abs=1e-4)
     assert (result["world_size"], result["global_batch"], result["per_device_batch"]) == (2, 32, 16)
     assert result["peak_lr"] == pytest.approx(4e-3)  # scaled from the global batch 32 (lr_batch 32)
 

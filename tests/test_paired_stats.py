@@ -123,7 +123,7 @@ def test_table_states_method_n_and_detectable_per_row():
     assert s.loc["outside", "ci_method"] == "Welch" and s.loc["outside", "ci_n_ref"] == 5
     f = display_table(s.reset_index()).frame.set_index("row")
     assert f.loc["outside", "CI"] == "Welch, 3 vs 5 seeds" and f.loc["zero", "CI"] == "paired, 3 seeds"
-    assert f.loc["zero", "Δ vs default 'circular' (95% CI)"].endswith(
+    assert f.loc["zero", "Δ vs default 'circular' (95% CI, seeds)"].endswith(
         f"no difference larger than {s.loc['zero', 'detectable']:.2f} points")
 
 

@@ -24,6 +24,7 @@ from lightning_modules import (
     load_cifar,
     run,
 )
+from lightning_modules.predictions import decode, key_at
 from lightning_modules.progress import EpochBar, EpochProgress, human_duration, progress_callback
 from lightning_modules.run import METRIC_COLUMNS
 from lightning_modules.train import main
@@ -116,6 +117,21 @@ def test_eval_sizes_record_accuracies_and_reasons(learned) -> None:
     assert result["eval_interpolation"].startswith("bilinear(antialias=True")
     assert 0 <= result["test_acc@24"] <= 100 and "test_acc@4" not in result  # maps 4, 2, 1, 1
     assert "circular padding" in result["na@4"] and "stage 3" in result["na@4"]
+
+
+def test_predictions_are_kept_and_give_back_the_accuracies(learned) -> None:
+    """Every image's predicted class and label, at the training size and at each other size, in result.json; the
+    accuracy recomputed from them is the one reported (so per-image statistics describe the same evaluation)."""
+    result, run_dir, *_ = learned
+    stored = json.loads((run_dir / "result.json").read_text())
+    pred, label = decode(stored[key_at()])
+    assert pred.size == label.size == 200 and len(set(label.tolist())) == 10
+    assert 100.0 * float((pred == label).sum()) / pred.size == pytest.approx(result["test_acc"], abs=1e-4)
+    pred24, label24 = decode(stored[key_at(24)])
+    assert (label24 == label).all() and not (pred24 == pred).all()
+    assert 100.0 * float((pred24 == label24).sum()) / pred24.size == result["test_acc@24"]
+    assert key_at(4) not in stored  # a size the model cannot run has no predictions
+    assert len(stored[key_at()]) < 600  # 200 images: a few hundred bytes
 
 
 def test_logged_config_rebuilds_the_model(learned) -> None:
