@@ -2,6 +2,14 @@
 
     python benchmarks/bench.py                       # CPU (and GPU when present): smoke / cifar_tiny / tiny
     python benchmarks/bench.py --presets tiny --batch-size 128 --compile --cpu-bf16
+    python benchmarks/bench.py --cpu-step --cpu-step-baseline ef6f0dd --rounds 5   # the cpu protocol's step
+
+``--cpu-step`` times only the ``cpu`` protocol's training step (``protocol_step``: its model, batch 128, the
+recipe's optimiser and parameter groups, channels-last) now, now without the CPU trial's allocator setting, and
+with ``--cpu-step-baseline REF`` the model code as at git REF (without that setting, as it then ran), all in the
+same interleaved rounds, with the fraction of a large fp32 matmul's FLOP/s. The header names the CPU and the ISA
+torch's kernels use; ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` emulates
+an AVX2-only machine on a newer one.
 
 Columns:
 - train / infer img/s: the fastest of ``--steps`` steps (forward, backward, fused AdamW as training uses it),
@@ -32,6 +40,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if os.environ.get("BENCH_HIREMLP_FROM"):  # a --cpu-step-baseline child: that commit's model code, ours for the rest
+    sys.path.insert(0, os.environ["BENCH_HIREMLP_FROM"])
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -40,6 +50,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 import hiremlp  # noqa: E402
 
 DEFAULT_SIZES = {"smoke": 32, "cifar_tiny": 32, "tiny": 64}
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")  # how to emulate e.g. AVX2
 GEMM_OPS = {torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default,
             torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
 
@@ -164,6 +175,110 @@ def measure(preset: str, impl: str, device: str, size: int, batch: int, steps: i
             "first_step_s": first_step_s, "peak_mb": peak_memory_mb(device)}
 
 
+def machine() -> str:
+    """CPU model, the ISA torch's kernels use, and any ISA caps set in the environment: what a timing depends on."""
+    model = "unknown CPU"
+    try:
+        model = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                     if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    caps = [f"{k}={os.environ[k]}" for k in ISA_CAPS if os.environ.get(k)]
+    return (f"{model}, {os.cpu_count()} cores, torch kernels {torch.backends.cpu.get_cpu_capability()}"
+            + (f" (capped: {' '.join(caps)})" if caps else ""))
+
+
+def protocol_step(protocol: str = "cpu", steps: int = 5, keep_memory: bool = True, warmup: int = 2) -> dict:
+    """Images/s of one training step of ``protocol`` as its trials take it, on this process's CPU threads.
+
+    The protocol's preset (its default row), batch and recipe: channels-last, the trial's optimiser and parameter
+    groups (``HireMLPClassifier.build_optimizer``), label-smoothed cross-entropy; fastest of ``steps`` after
+    ``warmup``. ``keep_memory`` applies the allocator setting a CPU trial runs with
+    (``lightning_modules.host_memory``). Data loading and Lightning's loop are not in it (``overhead.py``).
+    Returns images/s, step seconds, MACs per image, model FLOP/s and the threads used.
+    """
+    from lightning_modules.classifier import HireMLPClassifier
+    from lightning_modules.host_memory import keep_freed_memory
+    from sweeps.protocols import get_protocol
+
+    kept = keep_freed_memory() if keep_memory else False
+    p = get_protocol(protocol)
+    recipe = p.recipe
+    cfg = hiremlp.get_config(p.preset, num_classes=10,
+                             **({} if recipe.drop_path is None else {"drop_path_rate": recipe.drop_path}))
+    flat_recipe = {k: v for k, v in recipe.to_flat().items() if k != "drop_path"}
+    torch.manual_seed(0)
+    module = HireMLPClassifier(**cfg.to_flat(), **flat_recipe, channels_last=True)
+    model, opt = module.model.train(), module.build_optimizer()
+    size, batch = p.image_size or 32, recipe.batch_size
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+
+    def train_step() -> None:
+        loss = F.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        train_step()
+    step_s = cpu_s = float("inf")
+    for _ in range(steps):
+        wall, cpu = time.perf_counter(), time.process_time()
+        train_step()
+        step_s, cpu_s = min(step_s, time.perf_counter() - wall), min(cpu_s, time.process_time() - cpu)
+    macs = hiremlp.count_macs(model, size)
+    return {"img_s": batch / step_s, "step_s": step_s, "cpu_img_s": batch / cpu_s, "macs": macs,
+            "flops": 6 * macs * batch / step_s, "threads": torch.get_num_threads(), "batch": batch,
+            "preset": p.preset, "kept_memory": kept, "hiremlp_from": str(Path(hiremlp.__file__).parent)}
+
+
+def baseline_tree(ref: str, into: Path) -> Path:
+    """``hiremlp/`` as it was at git ``ref``, unpacked under ``into`` (for a before/after row in one run)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "hiremlp"], capture_output=True)
+    if archive.returncode != 0:
+        raise ValueError(f"--cpu-step-baseline {ref!r} is not a git revision of {ROOT}: "
+                         f"{archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def cpu_step_table(args: argparse.Namespace) -> None:
+    """The ``cpu`` protocol's step, now and (``--cpu-step-baseline REF``) as at REF, interleaved over rounds."""
+    import tempfile
+
+    yardstick = matmul_flops("cpu")
+    rows = [("now", {}, True), ("now, glibc's default allocator", {}, False)]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.cpu_step_baseline:
+            old = baseline_tree(args.cpu_step_baseline, Path(tmp))
+            rows.append((f"before ({args.cpu_step_baseline})", {"BENCH_HIREMLP_FROM": str(old)}, False))
+        runs: list[list[dict]] = [[] for _ in rows]
+        for _ in range(args.rounds):
+            for i, (_, env, keep) in enumerate(rows):
+                spec = {"protocol": "cpu", "steps": args.steps, "keep_memory": keep}
+                runs[i].append(run_child(args, spec, "--child-step", env))
+    print(f"\n## cpu protocol step: {machine()}; large fp32 matmul {yardstick / 1e9:.1f} GFLOP/s; "
+          f"best of {args.steps} steps x {args.rounds} rounds")
+    header = ("code", "preset", "batch", "threads", "train img/s", "GFLOP/s", "of matmul", "vs before",
+              "img per CPU-s", "vs before (CPU time)")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    best = [max((r for r in rs if "error" not in r), key=lambda r: r["img_s"], default=rs[-1]) for rs in runs]
+    cpu_best = [max((r.get("cpu_img_s", 0) for r in rs if "error" not in r), default=0) for rs in runs]
+    base, cpu_base = (best[-1].get("img_s"), cpu_best[-1]) if args.cpu_step_baseline else (None, None)
+    for (name, _, _), r, cpu_ips in zip(rows, best, cpu_best, strict=True):
+        if "error" in r:
+            print(f"| {name} | failed: {r['error']} |")
+            continue
+        ratio = f"{r['img_s'] / base:.2f}x" if base else "-"
+        cpu_ratio = f"{cpu_ips / cpu_base:.2f}x" if cpu_base else "-"
+        print(f"| {name} | {r['preset']} | {r['batch']} | {r['threads']} | {r['img_s']:.1f} | "
+              f"{r['flops'] / 1e9:.1f} | {r['flops'] / yardstick:.0%} | {ratio} | {cpu_ips:.1f} | {cpu_ratio} |")
+    print("(img per CPU-s: batch over the process's CPU time of its fastest step; on a busy machine it is steadier "
+          "than the wall clock, and with several threads it also counts their waiting)")
+
+
 def agreement(preset: str, size: int) -> float:
     """Largest difference between fast (channels-last) and reference (NCHW) logits: same weights, same batch."""
     torch.manual_seed(0)
@@ -174,9 +289,9 @@ def agreement(preset: str, size: int) -> float:
     return (fast(x.contiguous(memory_format=torch.channels_last)) - ref(x)).abs().max().item()
 
 
-def run_child(args: argparse.Namespace, spec: dict) -> dict:
-    cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
-    env = dict(os.environ)
+def run_child(args: argparse.Namespace, spec: dict, mode: str = "--child", extra_env: dict | None = None) -> dict:
+    cmd = [sys.executable, __file__, mode, json.dumps(spec)]
+    env = {**os.environ, **(extra_env or {})}
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -223,10 +338,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="OMP threads per child (0: torch's default)")
     parser.add_argument("--compile", action="store_true", help="add a torch.compile row (slow to compile on CPU)")
     parser.add_argument("--cpu-bf16", action="store_true", help="add a bf16-autocast row on CPU (on GPU always)")
+    parser.add_argument("--cpu-step", action="store_true",
+                        help="only the cpu protocol's training step (smoke, its batch and optimiser), with the "
+                             "fraction of a large matmul's FLOP/s")
+    parser.add_argument("--cpu-step-baseline", metavar="REF",
+                        help="add a row for the model code (hiremlp/) at git REF, timed in the same rounds")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-step", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(measure(**json.loads(args.child))))
+        return 0
+    if args.child_step:
+        print(json.dumps(protocol_step(**json.loads(args.child_step))))
+        return 0
+    if args.cpu_step or args.cpu_step_baseline:
+        if args.cpu_step_baseline:
+            check = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet",
+                                    f"{args.cpu_step_baseline}^{{commit}}"], capture_output=True)
+            if check.returncode != 0:
+                parser.exit(2, f"error: --cpu-step-baseline {args.cpu_step_baseline!r} is not a commit of {ROOT}\n")
+        print(f"# torch {torch.__version__}, {machine()}")
+        cpu_step_table(args)
         return 0
     presets = [p for p in args.presets.split(",") if p]
     for p in presets:
@@ -237,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, f"error: impl {impl!r} does not exist; allowed: {', '.join(hiremlp.config.IMPLS)}\n")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else \
         args.devices.split(",")
-    print(f"# torch {torch.__version__}, {os.cpu_count()} CPU cores"
+    print(f"# torch {torch.__version__}, {machine()}"
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
     for device in devices:
         yardstick = matmul_flops(device)

@@ -37,6 +37,7 @@ from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, 
 from .distributed import trainer_kwargs
 from .epoch_metrics import METRIC_COLUMNS, EpochMetrics
 from .gpu_loader import GpuBatches
+from .host_memory import keep_freed_memory
 from .loggers import make_loggers, parse_loggers
 from .predictions import encode, key_at
 from .progress import PROGRESS_MODES, EpochBar, progress_callback
@@ -213,6 +214,8 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     device = torch.device(res["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but no CUDA device is available")
+    if device.type == "cpu":
+        keep_freed_memory()  # large activations stop page-faulting every step; bit-identical (host_memory.py)
     run_dir = Path(cfg.run_dir or default_run_dir())
     run_dir.mkdir(parents=True, exist_ok=True)
     recipe = {k: v for k, v in cfg.recipe.to_flat().items() if k != "drop_path"}  # that one is in the model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +56,33 @@ def test_bench_prints_the_table_and_rejects_a_bad_preset() -> None:
     bad = subprocess.run(cmd[:2] + ["--presets", "huge"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "preset 'huge' does not exist" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cpu_step_rows_time_the_protocols_step_now_and_at_a_baseline_commit(tmp_path: Path) -> None:
+    bench = [sys.executable, str(ROOT / "benchmarks" / "bench.py")]
+    cmd = bench + ["--cpu-step", "--cpu-step-baseline", "HEAD", "--steps", "1", "--rounds", "1", "--threads", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| now") or
+            line.startswith("| before (HEAD)")]
+    assert [r[0] for r in rows] == ["| now", "| now, glibc's default allocator", "| before (HEAD)"]
+    assert all(r[1:4] == ["smoke", "128", "1"] for r in rows)  # the cpu protocol's model and batch
+    assert rows[-1][7] == "1.00x" and all(r[7].endswith("x") for r in rows)
+    assert "torch kernels" in out.stdout  # the machine's ISA is stated
+    bad = subprocess.run(bench + ["--cpu-step-baseline", "no-such-rev"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "'no-such-rev' is not a commit" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_baseline_child_runs_the_model_code_it_is_given(tmp_path: Path) -> None:
+    from bench import baseline_tree
+
+    old = baseline_tree("HEAD", tmp_path)
+    spec = '{"protocol": "cpu", "steps": 1, "warmup": 0, "keep_memory": false}'
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--child-step", spec],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "BENCH_HIREMLP_FROM": str(old)})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["hiremlp_from"] == str(old / "hiremlp")
+    assert result["batch"] == 128 and result["img_s"] > 0 and not result["kept_memory"]
