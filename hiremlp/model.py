@@ -42,14 +42,6 @@ class DropPath(nn.Module):
 
 
 class ChannelMLP(nn.Module):
-    """conv1x1 (C -> ratio*C), exact GELU, conv1x1 back: the block's channel mixing.
-
-    On a channels-last map the GELU runs on the hidden map's NHWC view, which is contiguous, so a float32 CPU
-    tensor takes oneDNN's erf GELU (forward and backward) instead of ATen's channels-last kernel: measured 2.5x
-    faster with AVX2 (``benchmarks/bench.py --cpu-step``). Both are the exact (erf) GELU to float rounding, not
-    bit for bit; float64 and CUDA run the same kernel either way.
-    """
-
     def __init__(self, dim: int, ratio: float, impl: str = "fast") -> None:
         super().__init__()
         hidden = int(dim * ratio)
@@ -58,10 +50,7 @@ class ChannelMLP(nn.Module):
         self.fc2 = pointwise(hidden, dim, impl)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.fc1(x)
-        if h.dim() == 4 and h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous():
-            return self.fc2(self.act(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
-        return self.fc2(self.act(h))
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class ConvNormAct(nn.Sequential):
