@@ -148,9 +148,13 @@ def resolve(args: argparse.Namespace):
         raise UsageError(str(e)) from None
     rows = study.labels
     if args.rows is not None:
-        rows = list(dict.fromkeys(r.strip() for r in args.rows.split(",") if r.strip()))
+        rows = [r.strip() for r in args.rows.split(",") if r.strip()]
         if not rows:
             raise UsageError(f"--rows {args.rows!r} names no row; allowed: {', '.join(study.labels)}")
+        twice = next((r for i, r in enumerate(rows) if r in rows[:i]), None)
+        if twice is not None:
+            raise UsageError(f"--rows {args.rows!r} names row {twice!r} twice; each row at most once, from: "
+                             f"{', '.join(study.labels)}")
         for r in rows:
             if r not in study.labels:
                 raise UsageError(f"unknown row {r!r} for study {study.name!r}; allowed: {', '.join(study.labels)}")
@@ -402,12 +406,17 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             note = preflight.verify_data(protocol.dataset, data_dir, args.download)
             if note:
                 log(f"warning: {note}")
+            preflight.check_budget(protocol, data_dir)
         preflight.ignore_archive_warning()  # said once above, not once per trial
     if args.as_worker:
         cpu_threads.apply_from_env()
 
     label = protocol_label(protocol, name)
-    folder = run_folder(args.runs_dir, study, label, name)
+    try:
+        folder = run_folder(args.runs_dir, study, label, name)
+    except OSError as e:
+        raise UsageError(f"--runs-dir {args.runs_dir}: cannot create the run folder there ({e.strerror or e}); "
+                         f"pass a writable folder") from None
     storage = open_storage(args.storage, folder)
     ostudy = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
                                  sampler=tune.make_sampler(study, seed=0),
