@@ -275,6 +275,18 @@ def estimate(study: Study, protocol: Protocol, rows: list[str], seeds: int, eval
     return Estimate(macs, params, total, total / rate, note, "assumed")
 
 
+def start_line(study: Study, protocol: Protocol, rows: list[str], eval_sizes: tuple[int, ...], to_run: int,
+               runs_dir: Path | None = None) -> str:
+    """What a sweep says first: the estimated time of the `to_run` trials still to run, from `estimate` (recorded
+    trials here, else a warmed-up measurement on this machine), and how long finding it took."""
+    t0 = time.perf_counter()
+    est = estimate(study, protocol, rows, 1, eval_sizes, n_trials=1, runs_dir=runs_dir)
+    trials = len(rows) if study.kind == "table" else 1
+    took = time.perf_counter() - t0
+    return (f"estimated time: ~{human_time(est.seconds / trials * to_run)} for {to_run} trial(s) on one device, "
+            f"{est.source}: {est.throughput_note} (the estimate took {took:.1f} s; worker start-up not included)")
+
+
 def human_time(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
