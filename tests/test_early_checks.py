@@ -1,5 +1,6 @@
-"""Inputs that used to fail inside every trial, or not at all: each is one line and exit 2 before the first trial,
-with nothing stored. Data budgets are checked against the data's real size (real CIFAR-10; an ImageFolder tree)."""
+"""What a sweep settles and says before its first trial. Inputs that used to fail inside every trial, or not at all,
+are one line and exit 2 before it, with nothing stored; data budgets are checked against the data's real size (real
+CIFAR-10; an ImageFolder tree). The help states the chosen protocol's values, and the first lines the time."""
 
 from __future__ import annotations
 
@@ -83,3 +84,37 @@ def real_cifar():
 
     if real_cifar_dir() is None:
         pytest.skip("real CIFAR-10 not found: set HIREMLP_DATA or provide ../shared/data")
+
+
+# ----------------------------------------------------------------------------------------------- what it says first
+
+def test_help_states_the_chosen_protocols_values(capsys):
+    def help_of(*args: str) -> str:
+        with pytest.raises(SystemExit) as stop:
+            main([*args, "--help"])
+        assert stop.value.code == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    cpu = help_of("--protocol", "cpu")
+    assert "(default: cifar10 with a GPU, cpu without)" in cpu and "defaults: protocol cpu's values" in cpu
+    assert "cooldown_epochs) (an integer >= 1; default 6)" in cpu  # not the dataclass's 100
+    assert "training images (default: 10000, protocol cpu's" in cpu and "(default: 5000, protocol cpu's)" in cpu
+    smoke = help_of("--protocol", "smoke")
+    assert "cooldown_epochs) (an integer >= 1; default 3)" in smoke and "(default: 1000, protocol smoke's)" in smoke
+    assert "default 300" in help_of("--protocol", "imagenet")
+    assert "$HIREMLP_DATA, ~/.cache/hiremlp/data, <repository>/data and <repository>/../shared/data" in cpu
+
+
+def test_a_sweep_states_its_estimated_time_before_its_first_trial(tmp_path, capsys, real_cifar, monkeypatch):
+    """Measured here after warm-up (no trials recorded under this runs folder), said before any trial starts, with
+    how long the measurement took."""
+    from sweeps import run as sweep_run
+
+    started = []
+    monkeypatch.setattr(sweep_run.worker, "work", lambda sweep: started.append(capsys.readouterr().out))
+    assert main([*SMOKE, "--rows", "zero,circular", "--runs-dir", str(tmp_path / "runs")]) == 1  # no trial ran
+    (before_trials,) = started
+    line = next(ln for ln in before_trials.splitlines() if "estimated time:" in ln)
+    assert "for 2 trial(s) on one device, measured: row 'zero' on cpu: " in line
+    assert "train images/s at batch 64" in line
+    assert " s; worker start-up not included)" in line.split("the estimate took ")[1]
