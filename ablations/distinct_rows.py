@@ -7,10 +7,9 @@ sweep is spent on it; `analysis` marks the same rows in the report.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
-from ablations.studies import Study
+from ablations.studies import Study, row_config
 
 PAPER_PRESET = "small"  # the paper ablates Hire-MLP-Small at 224 px (v1 §4.2)
 PAPER_IMAGE_SIZE = 224
@@ -18,19 +17,14 @@ PAPER_IMAGE_SIZE = 224
 
 def study_configs(study: Study, preset: str, labels: Iterable[str] | None = None) -> dict:
     """`hiremlp.HireMLPConfig` per row: the rows' overrides on `preset` (the study's own base preset wins)."""
-    from hiremlp import PRESETS
-
-    base = PRESETS[study.base_preset or preset]
-    return {label: dataclasses.replace(base, **dict(study.row(label).overrides))
-            for label in (labels or study.labels)}
+    return {label: row_config(study, label, preset) for label in (labels or study.labels)}
 
 
 def paper_configs(study: Study, labels: Iterable[str] | None = None) -> dict:
     """The same rows on the paper's model, to tell this protocol's degeneracies from the paper's own."""
-    from hiremlp import PRESETS
+    from hiremlp import row_config as build_row
 
-    return {label: dataclasses.replace(PRESETS[PAPER_PRESET], **dict(study.row(label).overrides))
-            for label in (labels or study.labels)}
+    return {label: build_row(PAPER_PRESET, study.row(label).overrides) for label in (labels or study.labels)}
 
 
 def check_study(study: Study, image_size: int, preset: str | None = None, labels: Sequence[str] | None = None,

@@ -210,10 +210,11 @@ def get_study(name: str) -> Study:
         raise ValueError(f"unknown study {name!r}; allowed: {', '.join(STUDIES)}") from None
 
 
-def row_config(study: Study, label: str, preset: str = "smoke"):
-    """Build the `hiremlp.HireMLPConfig` for one row (validation happens in its `__post_init__`)."""
-    import dataclasses
+def row_config(study: Study, label: str, preset: str = "smoke", *, drop_path: float | None = None,
+               num_classes: int | None = None):
+    """The `hiremlp.HireMLPConfig` of one row on `preset` (the study's own base preset wins), with the recipe's
+    drop path and the dataset's classes when given (`hiremlp.row_config`: unknown fields and bad values raise)."""
+    from hiremlp import row_config as build_row
 
-    from hiremlp import PRESETS
-
-    return dataclasses.replace(PRESETS[study.base_preset or preset], **dict(study.row(label).overrides))
+    return build_row(study.base_preset or preset, study.row(label).overrides, drop_path=drop_path,
+                     num_classes=num_classes)

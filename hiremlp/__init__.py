@@ -4,10 +4,10 @@ from .config import BRANCHES, CROSS_REGION, FUSIONS, NORMS, PADDINGS, SHIFT_SCHE
 from .counting import StagePlan, check_input_size, count_macs, count_params, map_sizes, stage_plan
 from .hire_module import HireModule
 from .model import HireMLP, build_model
-from .presets import PRESET_IMAGE_SIZE, PRESETS, create_model, get_config
+from .presets import PRESET_IMAGE_SIZE, PRESETS, create_model, get_config, row_config
 
 __all__ = [
     "BRANCHES", "CROSS_REGION", "FUSIONS", "NORMS", "PADDINGS", "SHIFT_SCHEDULES", "HireMLPConfig", "HireMLP",
     "HireModule", "PRESETS", "PRESET_IMAGE_SIZE", "StagePlan", "build_model", "check_input_size", "count_macs",
-    "count_params", "create_model", "get_config", "map_sizes", "stage_plan",
+    "count_params", "create_model", "get_config", "map_sizes", "row_config", "stage_plan",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .config import HireMLPConfig
@@ -43,6 +44,24 @@ def get_config(name: str, **overrides: Any) -> HireMLPConfig:
     if name not in PRESETS:
         raise ValueError(f"preset={name!r} does not exist; allowed: {', '.join(PRESETS)}")
     return PRESETS[name].replace(**overrides)
+
+
+def row_config(preset: str, overrides: Mapping[str, Any] = (), *, drop_path: float | None = None,
+               num_classes: int | None = None) -> HireMLPConfig:
+    """The config of one table row: the preset, the row's ``overrides``, the training recipe's ``drop_path`` (the
+    last block's rate; None keeps the preset's) and the dataset's ``num_classes`` (None keeps the preset's).
+
+    Every place that builds a row's model calls this, so a dry run, a preflight check, a trial and a report build
+    the same network; an unknown field or a bad value is one ValueError naming it.
+    """
+    overrides = dict(overrides)
+    if drop_path is not None:
+        if "drop_path_rate" in overrides:
+            raise ValueError("give drop_path or model_overrides['drop_path_rate'], not both")
+        overrides["drop_path_rate"] = drop_path
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    return get_config(preset, **overrides)
 
 
 def create_model(name: str, *, num_classes: int = 1000, **overrides: Any) -> HireMLP:

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 
 from .cifar import SPECS, CifarArrays, default_data_dir, download, load_cifar
+from .data_base import EpochStateDataModule, balanced_subset, split_indices
 from .distributed import per_device_batch, world_of
 from .gpu_loader import GpuBatches
 from .recipe import Recipe
@@ -24,27 +24,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def balanced_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of ``n`` seeded-random items with the per-class counts as equal as possible (sorted).
-
-    Balanced subsets keep a 500-image smoke run or a 5000-image validation split from being skewed by chance.
-    """
-    classes = np.unique(labels)
-    if n > len(labels):
-        raise ValueError(f"subset of {n} requested from {len(labels)} items")
-    perm = rng.permutation(len(labels))
-    by_class = [perm[labels[perm] == c] for c in classes]
-    quota = np.full(len(classes), n // len(classes))
-    # the remainder goes to randomly chosen classes that still have spare items
-    spare = [i for i, idx in enumerate(by_class) if len(idx) > quota[i]]
-    for i in rng.permutation(spare)[: n - quota.sum()]:
-        quota[i] += 1
-    if any(q > len(idx) for q, idx in zip(quota, by_class, strict=True)):
-        raise ValueError(f"cannot take a class-balanced subset of {n} from these labels")
-    return np.sort(np.concatenate([idx[:q] for idx, q in zip(by_class, quota, strict=True)]))
-
-
-class CIFARDataModule(pl.LightningDataModule):
+class CIFARDataModule(EpochStateDataModule):
     """Train/val/test splits of one CIFAR dataset as ``GpuBatches`` on ``device``.
 
     ``val_size`` images are held out of the official training set (class-balanced) for model selection and
@@ -76,7 +56,6 @@ class CIFARDataModule(pl.LightningDataModule):
         self.download, self.channels_last, self.pad, self.flip = download, channels_last, pad, flip
         self.eval_batch_size = eval_batch_size or max(batch_size, 512)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._resume_epoch = 0
         self.classes: list[str] = []
 
     @property
@@ -102,26 +81,16 @@ class CIFARDataModule(pl.LightningDataModule):
             return
         a = self.load()
         self.classes = a.classes
-        eval_rng, train_rng = np.random.default_rng(self.data_seed), np.random.default_rng(self.seed)
-        if self.val_size > len(a.train_y) - self.num_classes:
-            raise ValueError(f"val_size {self.val_size} leaves too few of {len(a.train_y)} training images")
-        held_out = balanced_subset(a.train_y, self.val_size, eval_rng) if self.val_size else np.zeros(0, np.int64)
-        train_idx = np.setdiff1d(np.arange(len(a.train_y)), held_out)  # all of it stays out of training
-        val_idx, test_idx = held_out, np.arange(len(a.test_y))
-        if self.eval_subset is not None:
-            if self.eval_subset < len(val_idx):
-                val_idx = val_idx[balanced_subset(a.train_y[val_idx], self.eval_subset, eval_rng)]
-            if self.eval_subset < len(test_idx):
-                test_idx = balanced_subset(a.test_y, self.eval_subset, eval_rng)
-        if self.train_subset is not None and self.train_subset < len(train_idx):
-            train_idx = train_idx[balanced_subset(a.train_y[train_idx], self.train_subset, train_rng)]
+        idx = split_indices(a.train_y, len(a.test_y), a.test_y, val_size=self.val_size,
+                            train_subset=self.train_subset, eval_subset=self.eval_subset, seed=self.seed,
+                            data_seed=self.data_seed, where=f"{self.dataset}'s training set")
 
         def put(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device), torch.from_numpy(y).to(self.device)
 
-        self.splits = {"train": put(a.train_x[train_idx], a.train_y[train_idx]),
-                       "val": put(a.train_x[val_idx], a.train_y[val_idx]),
-                       "test": put(a.test_x[test_idx], a.test_y[test_idx])}
+        self.splits = {"train": put(a.train_x[idx.train], a.train_y[idx.train]),
+                       "val": put(a.train_x[idx.val], a.train_y[idx.val]),
+                       "test": put(a.test_x[idx.test], a.test_y[idx.test])}
 
     def batches(self, split: str, *, train: bool = False, size: int | None = None, shard: bool = True) -> GpuBatches:
         """Batches of one split; ``size`` resizes the images (evaluation at other input sizes). Under
@@ -134,27 +103,6 @@ class CIFARDataModule(pl.LightningDataModule):
                           std=self.std, seed=self.seed, pad=self.pad, flip=self.flip,
                           channels_last=self.channels_last, size=size, recipe=self.recipe if train else None,
                           rank=rank, world_size=world)
-
-    def train_dataloader(self) -> GpuBatches:
-        if not hasattr(self, "_train"):  # one object for the whole fit, so its epoch counter advances
-            self._train = self.batches("train", train=True)
-            self._train.epoch = self._resume_epoch
-        return self._train
-
-    def state_dict(self) -> dict[str, int]:
-        """Saved in checkpoints: the training loader's epoch counter, which seeds its shuffle and augmentation."""
-        return {"train_epoch": self._train.epoch if hasattr(self, "_train") else self._resume_epoch}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume_epoch = int(state_dict.get("train_epoch", 0))
-        if hasattr(self, "_train"):
-            self._train.epoch = self._resume_epoch
-
-    def val_dataloader(self) -> GpuBatches:
-        return self.batches("val")
-
-    def test_dataloader(self) -> GpuBatches:
-        return self.batches("test")
 
 
 class CIFAR10DataModule(CIFARDataModule):

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from PIL import Image
 
 from .cifar import DatasetError, default_cache_dir
-from .datamodule import balanced_subset, resolve_device
+from .data_base import EpochStateDataModule, split_indices
+from .datamodule import resolve_device
 from .distributed import per_device_batch, rank_seed, shard, shard_eval, world_of
 from .gpu_loader import DeviceAugment
 from .recipe import Recipe
@@ -373,7 +373,7 @@ class DeviceLoader:
 
 # ---------------------------------------------------------------------------------------------- the module
 
-class ImageFolderDataModule(pl.LightningDataModule):
+class ImageFolderDataModule(EpochStateDataModule):
     """Train / val / test of an ImageFolder tree at ``image_size`` px.
 
     ``val_size`` images are held out of train/ (class-balanced, drawn with ``data_seed`` alone) for per-epoch
@@ -420,21 +420,14 @@ class ImageFolderDataModule(pl.LightningDataModule):
             return
         idx = self.index = self.index or scan_image_folder(self.data_dir, self.classes_arg)
         self.classes = list(idx.classes)
-        eval_rng, train_rng = np.random.default_rng(self.data_seed), np.random.default_rng(self.seed)
         y = idx.train_labels
-        if self.val_size > len(y) - len(self.classes):
-            raise DatasetError(f"{self.data_dir / 'train'}: val_size {self.val_size} leaves too few of its {len(y)} "
-                               f"images for training")
-        held = balanced_subset(y, self.val_size, eval_rng) if self.val_size else np.zeros(0, np.int64)
-        train_idx = np.setdiff1d(np.arange(len(y)), held)
-        val_idx, test_idx = held, np.arange(len(idx.test_labels))
-        if self.eval_subset is not None:
-            if self.eval_subset < len(val_idx):
-                val_idx = val_idx[balanced_subset(y[val_idx], self.eval_subset, eval_rng)]
-            if self.eval_subset < len(test_idx):
-                test_idx = balanced_subset(idx.test_labels, self.eval_subset, eval_rng)
-        if self.train_subset is not None and self.train_subset < len(train_idx):
-            train_idx = train_idx[balanced_subset(y[train_idx], self.train_subset, train_rng)]
+        try:
+            split = split_indices(y, len(idx.test_labels), idx.test_labels, val_size=self.val_size,
+                                  train_subset=self.train_subset, eval_subset=self.eval_subset, seed=self.seed,
+                                  data_seed=self.data_seed, where=str(self.data_dir / "train"))
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
+        train_idx, val_idx, test_idx = split
         self.splits = {
             "train": ([idx.train_files[i] for i in train_idx], y[train_idx]),
             "val": ([idx.train_files[i] for i in val_idx], y[val_idx]),
@@ -460,14 +453,3 @@ class ImageFolderDataModule(pl.LightningDataModule):
         augment = DeviceAugment(self.recipe if train else None, self.mean, self.std, self.device,
                                 channels_last=self.channels_last, size=size)
         return DeviceLoader(loader, self.device, augment, train=train, seed=self.seed, rank=rank)
-
-    def train_dataloader(self) -> DeviceLoader:
-        if not hasattr(self, "_train"):  # one object for the whole fit, so its epoch counter advances
-            self._train = self.batches("train", train=True)
-        return self._train
-
-    def val_dataloader(self) -> DeviceLoader:
-        return self.batches("val")
-
-    def test_dataloader(self) -> DeviceLoader:
-        return self.batches("test")

@@ -55,11 +55,12 @@ def flag(name: str) -> str:
 
 
 def add_field_options(group: argparse._ActionsContainer, cls: type, *, skip: Iterable[str] = (),
-                      dest_prefix: str = "", defaults: bool = False) -> list[str]:
+                      dest_prefix: str = "", defaults: bool = False, shown: Any = None) -> list[str]:
     """One option per field of dataclass ``cls`` (except ``skip``); returns the field names added.
 
     With ``defaults`` an option's default is the field's default; otherwise an option not given is absent from
-    the parsed namespace (``argparse.SUPPRESS``), so callers apply only what the user typed.
+    the parsed namespace (``argparse.SUPPRESS``), so callers apply only what the user typed. ``shown``: an instance
+    of ``cls`` whose values the help states as the defaults (a sweep's protocol recipe, not the dataclass's).
     """
     added = []
     for f in dataclasses.fields(cls):
@@ -69,6 +70,8 @@ def add_field_options(group: argparse._ActionsContainer, cls: type, *, skip: Ite
         if parse is None:
             raise TypeError(f"{cls.__name__}.{f.name}: no command-line parser for type {f.type}")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if shown is not None:
+            default = getattr(shown, f.name)
         text = f.metadata.get("help", "")
         allowed = f.metadata.get("allowed")
         help_ = f"{text} ({allowed}; default {default!r})" if allowed else f"default {default!r}"

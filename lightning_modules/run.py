@@ -31,9 +31,9 @@ import torch
 import hiremlp
 
 from .checkpoints import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, checkpoint_dir, resumable_checkpoint
-from .cifar import SPECS
 from .classifier import HireMLPClassifier
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
+from .dataset_classes import dataset_classes
 from .distributed import trainer_kwargs
 from .epoch_metrics import METRIC_COLUMNS, EpochMetrics
 from .gpu_loader import GpuBatches
@@ -133,17 +133,14 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < minimum:
                 raise ValueError(f"{name}={value!r} is not allowed: a number >= {minimum}")
-        if self.recipe.drop_path is not None and "drop_path_rate" in self.model_overrides:
-            raise ValueError("give drop_path or model_overrides['drop_path_rate'], not both")
+        self.model_config(None)  # the preset, the overrides and the drop path, checked where they are combined
         if any(s < 1 for s in self.eval_sizes):
             raise ValueError(f"eval_sizes={self.eval_sizes!r}: sizes must be >= 1")
 
-    def model_config(self, num_classes: int) -> hiremlp.HireMLPConfig:
+    def model_config(self, num_classes: int | None) -> hiremlp.HireMLPConfig:
         """The preset with ``model_overrides`` (and ``drop_path``) applied; ValueError on bad fields."""
-        overrides = dict(self.model_overrides)
-        if self.recipe.drop_path is not None:
-            overrides["drop_path_rate"] = self.recipe.drop_path
-        return hiremlp.get_config(self.preset, **{**overrides, "num_classes": num_classes})
+        return hiremlp.row_config(self.preset, self.model_overrides, drop_path=self.recipe.drop_path,
+                                  num_classes=num_classes)
 
     def resolved(self) -> dict[str, Any]:
         """Device, precision and channels_last with 'auto' replaced by what the run actually uses."""
@@ -197,18 +194,13 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     """
     wall0 = time.perf_counter()
     res = cfg.resolved()
-    if cfg.dataset == "imagefolder":
-        from .imagefolder import scan_image_folder
+    if cfg.dataset == "imagefolder" and not cfg.data_dir:
+        raise ValueError("dataset='imagefolder' needs data_dir: the folder holding train/<class>/ and val/<class>/")
+    image_size = (cfg.image_size or 224) if cfg.dataset == "imagefolder" else 32
+    # checks an ImageFolder tree first; under torchrun/SLURM every rank starts here at once: the image check is rank 0's
+    from pytorch_lightning.utilities import rank_zero_only
 
-        if not cfg.data_dir:
-            raise ValueError("dataset='imagefolder' needs data_dir: the folder holding train/<class>/ and val/<class>/")
-        # checks the tree first; under torchrun/SLURM every rank starts here at once: the image check is rank 0's
-        from pytorch_lightning.utilities import rank_zero_only
-
-        num_classes = len(scan_image_folder(cfg.data_dir, cfg.classes, check=rank_zero_only.rank == 0).classes)
-        image_size = cfg.image_size or 224
-    else:
-        num_classes, image_size = SPECS[DATAMODULES[cfg.dataset].dataset].num_classes, 32
+    num_classes = dataset_classes(cfg.dataset, cfg.data_dir, cfg.classes, check=rank_zero_only.rank == 0)
     model_cfg = cfg.model_config(num_classes)
     hiremlp.check_input_size(model_cfg, image_size)
     device = torch.device(res["device"])

@@ -45,11 +45,7 @@ def image_counts(protocol: Protocol) -> tuple[int, int, int, str]:
     protocol is costed as ImageNet-1k, scaled by the share of its classes (``--classes N`` or a list file)."""
     total, n_test, note = TRAIN_IMAGES[protocol.dataset], EVAL_IMAGES[protocol.dataset], ""
     if protocol.dataset == "imagefolder":
-        k, c = IMAGENET_CLASSES, str(protocol.classes or "")
-        if c.isdigit():
-            k = int(c)
-        elif c and Path(c).is_file():
-            k = sum(1 for ln in Path(c).read_text().splitlines() if ln.strip() and not ln.startswith("#"))
+        k = num_classes(protocol)
         total, n_test = total * k // IMAGENET_CLASSES, n_test * k // IMAGENET_CLASSES
         note = f"ImageNet-1k's counts for {k} of its {IMAGENET_CLASSES} classes"
     n_train = protocol.train_subset or total - protocol.val_size
@@ -67,14 +63,19 @@ class Estimate:
     source: str = "assumed"  # 'recorded' | 'measured' | 'assumed'
 
 
+def num_classes(protocol: Protocol) -> int:
+    """The dataset's classes (an ImageFolder protocol whose classes are not stated: ImageNet-1k's)."""
+    from lightning_modules.dataset_classes import dataset_classes
+
+    return dataset_classes(protocol.dataset, None, protocol.classes) or IMAGENET_CLASSES
+
+
 def _build(study: Study, protocol: Protocol, label: str):
-    import dataclasses
-
     import hiremlp
+    from ablations.studies import row_config
 
-    cfg = dataclasses.replace(hiremlp.PRESETS[study.base_preset or protocol.preset], **study.row(label).overrides)
-    num_classes = {"cifar100": 100, "imagefolder": IMAGENET_CLASSES}.get(protocol.dataset, 10)
-    return hiremlp.build_model(dataclasses.replace(cfg, num_classes=num_classes))
+    return hiremlp.build_model(row_config(study, label, protocol.preset, drop_path=protocol.recipe.drop_path,
+                                          num_classes=num_classes(protocol)))
 
 
 def split_sizes(protocol: Protocol) -> tuple[int, int, int]:
@@ -174,14 +175,13 @@ def measure(model, protocol: Protocol, device: str, warmup_steps: int = 2, budge
     cuda = device == "cuda"
     precision = ("bf16-mixed" if cuda else "32") if protocol.precision == "auto" else str(protocol.precision)
     amp = torch.bfloat16 if precision == "bf16-mixed" else None
-    num_classes = {"cifar100": 100, "imagefolder": IMAGENET_CLASSES}.get(protocol.dataset, 10)
     model = model.to(device).to(memory_format=torch.channels_last).train()
     recipe = protocol.recipe
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, fused=True)
     batch, eval_batch = recipe.batch_size, max(recipe.batch_size, EVAL_BATCH_MIN)
     size = image_size(protocol)
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, num_classes, (batch,), device=device)
+    y = torch.randint(0, num_classes(protocol), (batch,), device=device)
 
     def sync() -> float:
         if cuda:
@@ -273,6 +273,18 @@ def estimate(study: Study, protocol: Protocol, rows: list[str], seeds: int, eval
     if known and kind == "cuda":
         note += f"; = {rate / (3 * macs[known[0]]):,.0f} train images/s per GPU for row {known[0]!r}"
     return Estimate(macs, params, total, total / rate, note, "assumed")
+
+
+def start_line(study: Study, protocol: Protocol, rows: list[str], eval_sizes: tuple[int, ...], to_run: int,
+               runs_dir: Path | None = None) -> str:
+    """What a sweep says first: the estimated time of the `to_run` trials still to run, from `estimate` (recorded
+    trials here, else a warmed-up measurement on this machine), and how long finding it took."""
+    t0 = time.perf_counter()
+    est = estimate(study, protocol, rows, 1, eval_sizes, n_trials=1, runs_dir=runs_dir)
+    trials = len(rows) if study.kind == "table" else 1
+    took = time.perf_counter() - t0
+    return (f"estimated time: ~{human_time(est.seconds / trials * to_run)} for {to_run} trial(s) on one device, "
+            f"{est.source}: {est.throughput_note} (the estimate took {took:.1f} s; worker start-up not included)")
 
 
 def human_time(seconds: float) -> str:

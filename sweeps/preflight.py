@@ -82,6 +82,30 @@ def verify_data(dataset: str, data_dir: Path | None, download: bool) -> str | No
     return notes[0] if notes else None
 
 
+def check_budget(protocol: Protocol, data_dir: Path | None) -> None:
+    """The protocol's data budget (``val_size``, ``train_subset``) against the data's real size, through the data
+    modules' own split function, so a budget the data cannot give stops the sweep once instead of every trial."""
+    from lightning_modules.data_base import split_indices
+
+    if protocol.dataset == "imagefolder":
+        from lightning_modules.imagefolder import scan_image_folder
+
+        index = scan_image_folder(data_dir, protocol.classes)
+        train_y, test_y, where = index.train_labels, index.test_labels, f"{Path(data_dir) / 'train'}"
+    else:
+        from lightning_modules.cifar import UnofficialArchiveWarning, load_cifar
+
+        with warnings.catch_warnings():  # verify_data has said it
+            warnings.simplefilter("ignore", UnofficialArchiveWarning)
+            arrays = load_cifar(protocol.dataset, data_dir)
+        train_y, test_y, where = arrays.train_y, arrays.test_y, f"{protocol.dataset}'s training set"
+    try:
+        split_indices(train_y, len(test_y), test_y, val_size=protocol.val_size, train_subset=protocol.train_subset,
+                      eval_subset=protocol.eval_subset, seed=0, data_seed=protocol.data_seed, where=where)
+    except ValueError as e:
+        raise PreflightError(f"protocol {protocol.name}: {e}") from None
+
+
 def ignore_archive_warning() -> None:
     """For the rest of this process (or the enclosing `warnings.catch_warnings`): the sweep has said it once."""
     from lightning_modules.cifar import UnofficialArchiveWarning

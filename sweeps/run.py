@@ -34,9 +34,9 @@ from ablations.distinct_rows import dry_run_text as mixing_dry_run_text  # noqa:
 from lightning_modules.options import add_field_options, values_of  # noqa: E402
 from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
 from sweeps import adaptive, cost, cpu_threads, grid, preflight, progress, results, tune, worker  # noqa: E402
-from sweeps.protocols import PROTOCOLS, default_protocol_name, get_protocol, with_overrides  # noqa: E402
+from sweeps.protocols import PROTOCOLS, Protocol, default_protocol_name, get_protocol, with_overrides  # noqa: E402
 from sweeps.storage import StorageError, open_storage  # noqa: E402
-from sweeps.trainers import resolve_trainer  # noqa: E402
+from sweeps.trainers import lightning_trainer, resolve_trainer  # noqa: E402
 
 if TYPE_CHECKING:
     from analysis.seed_rule import SeedRule
@@ -51,12 +51,34 @@ class UsageError(Exception):
     """Bad input: printed as one line, exit status 2."""
 
 
+def help_protocol(argv: list[str]) -> Protocol | None:
+    """With --help, the protocol whose values the help states as defaults: --protocol's (when it exists), else
+    this machine's default; None without --help, where no help text is printed."""
+    if not {"-h", "--help"} & set(argv):
+        return None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--protocol")
+    name = pre.parse_known_args(argv)[0].protocol
+    if name not in PROTOCOLS:
+        import torch
+
+        name = default_protocol_name(torch.cuda.is_available())
+    return PROTOCOLS[name]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else argv
+    shown = help_protocol(argv)
+
+    def default(field: str, fallback: str = "the protocol's") -> str:
+        return f"default: {getattr(shown, field)!r}, protocol {shown.name}'s" if shown else f"default: {fallback}"
+
     p = argparse.ArgumentParser(prog="sweeps/run.py", description=__doc__.split("\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list", action="store_true", help="list the studies and exit")
     p.add_argument("--study", help="study name (see --list)")
-    p.add_argument("--protocol", help=f"{' | '.join(PROTOCOLS)} (default: cifar10 with a GPU, smoke without)")
+    p.add_argument("--protocol", help=f"{' | '.join(PROTOCOLS)} (default: {default_protocol_name(True)} with a GPU, "
+                                      f"{default_protocol_name(False)} without)")
     p.add_argument("--seeds", type=int, default=None,
                    help=f"seeds per row (default {DEFAULT_SEEDS}; with --target-ci the first seeds; tune: ignored)")
     p.add_argument("--target-ci", type=float, metavar="H",
@@ -69,7 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="local worker processes (one GPU each, round-robin; without GPUs each gets cores/N threads)")
     p.add_argument("--storage", help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default runs/)")
-    p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: $HIREMLP_DATA, ...)")
+    p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: the first of "
+                   "$HIREMLP_DATA, ~/.cache/hiremlp/data, <repository>/data and <repository>/../shared/data that "
+                   "holds it; an imagefolder protocol needs it)")
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a cost estimate, run nothing")
     p.add_argument("--checkpoint-every-s", type=float, default=None,
@@ -79,19 +103,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--logger", default="none",
                    help="Lightning loggers per trial: none (default) or a comma-separated list of csv, "
                         "tensorboard, wandb, mlflow")
-    g = p.add_argument_group("recipe overrides (each sets one field of the protocol's recipe; a changed recipe is "
-                             "a new Optuna study)")
-    add_field_options(g, Recipe)
+    which = f"protocol {shown.name}'s values" if shown else "the protocol's values (--protocol NAME --help shows them)"
+    g = p.add_argument_group(f"recipe overrides (each sets one field of the protocol's recipe; a changed recipe is "
+                             f"a new Optuna study; defaults: {which})")
+    add_field_options(g, Recipe, shown=shown.recipe if shown else None)
     g = p.add_argument_group("data overrides (a changed budget is a new Optuna study)")
-    g.add_argument("--train-subset", type=int)
-    g.add_argument("--eval-subset", type=int)
-    g.add_argument("--data-seed", type=int, help="seed of the evaluation images (default: the protocol's, 0)")
+    g.add_argument("--train-subset", type=int, help=f"training images ({default('train_subset')}; None: all)")
+    g.add_argument("--eval-subset", type=int, help=f"validation and test images ({default('eval_subset')}; None: "
+                   f"the whole splits)")
+    g.add_argument("--data-seed", type=int, help=f"seed of the evaluation images ({default('data_seed')})")
     g.add_argument("--eval-sizes", help="extra test sizes, e.g. 24,28,32 (default: the study's)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"{default('device')}")
     g.add_argument("--precision", choices=("auto", "32", "bf16-mixed"),
-                   help="auto: bf16-mixed on GPU, 32 on CPU (bf16-mixed is faster on CPUs with AMX)")
-    g.add_argument("--val-size", type=int, help="training images held out for per-epoch validation "
-                   "(default: the protocol's)")
+                   help=f"auto: bf16-mixed on GPU, 32 on CPU (bf16-mixed is faster on CPUs with AMX; "
+                        f"{default('precision')})")
+    g.add_argument("--val-size", type=int, help=f"training images held out for per-epoch validation "
+                   f"({default('val_size')})")
     g.add_argument("--image-size", type=int, help="imagefolder protocols: training size in px (imagenet: 224)")
     g.add_argument("--classes", help="imagefolder protocols: the first N classes, or a file listing class names")
     g.add_argument("--devices", type=int, help="GPUs (processes) per trial, Lightning DDP (default 1); the recipe's "
@@ -148,9 +175,13 @@ def resolve(args: argparse.Namespace):
         raise UsageError(str(e)) from None
     rows = study.labels
     if args.rows is not None:
-        rows = list(dict.fromkeys(r.strip() for r in args.rows.split(",") if r.strip()))
+        rows = [r.strip() for r in args.rows.split(",") if r.strip()]
         if not rows:
             raise UsageError(f"--rows {args.rows!r} names no row; allowed: {', '.join(study.labels)}")
+        twice = next((r for i, r in enumerate(rows) if r in rows[:i]), None)
+        if twice is not None:
+            raise UsageError(f"--rows {args.rows!r} names row {twice!r} twice; each row at most once, from: "
+                             f"{', '.join(study.labels)}")
         for r in rows:
             if r not in study.labels:
                 raise UsageError(f"unknown row {r!r} for study {study.name!r}; allowed: {', '.join(study.labels)}")
@@ -194,8 +225,9 @@ def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: in
 
 
 def find_data_dir(args: argparse.Namespace, dataset: str) -> Path | None:
-    """The first folder holding the dataset: --data-dir, $HIREMLP_DATA, ~/.cache/hiremlp/data, ./data,
-    ../shared/data. With --download, the first of those (it will be downloaded there)."""
+    """The first folder holding the dataset: --data-dir, $HIREMLP_DATA, ~/.cache/hiremlp/data, <repository>/data,
+    <repository>/../shared/data (the last two are the sweep's own, beyond ``cifar.default_data_dir``; --help and
+    README name them). With --download, the first of those (it will be downloaded there)."""
     if dataset == "imagefolder":
         return image_folder_dir(args)
     archive, folder = {"cifar10": ("cifar-10-python.tar.gz", "cifar-10-batches-py"),
@@ -402,12 +434,17 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             note = preflight.verify_data(protocol.dataset, data_dir, args.download)
             if note:
                 log(f"warning: {note}")
+            preflight.check_budget(protocol, data_dir)
         preflight.ignore_archive_warning()  # said once above, not once per trial
     if args.as_worker:
         cpu_threads.apply_from_env()
 
     label = protocol_label(protocol, name)
-    folder = run_folder(args.runs_dir, study, label, name)
+    try:
+        folder = run_folder(args.runs_dir, study, label, name)
+    except OSError as e:
+        raise UsageError(f"--runs-dir {args.runs_dir}: cannot create the run folder there ({e.strerror or e}); "
+                         f"pass a writable folder") from None
     storage = open_storage(args.storage, folder)
     ostudy = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
                                  sampler=tune.make_sampler(study, seed=0),
@@ -446,6 +483,9 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         log(f"{len(sweep.todo)} cells ({shape}): {done} done, {len(sweep.todo) - done} to run")
         if done:
             log(progress.progress_line(ostudy, sweep.todo))
+    to_run = len(sweep.todo) - done if study.kind == "table" else max(0, n_trials - worker.tune_budget_used(ostudy))
+    if trainer is lightning_trainer and to_run:  # another trainer's time is not the model's
+        log(cost.start_line(study, protocol, rows, tuple(eval_sizes), to_run, args.runs_dir))
     if args.workers > 1:
         spawn_workers(args.workers, argv, protocol.device)
     else:

@@ -84,18 +84,18 @@ def model_config(job: TrialJob, num_classes: int | None = None):
     ValueError on a bad value. `num_classes` None keeps the preset's."""
     import hiremlp
 
-    drop = job.protocol.recipe.drop_path
-    extra = {"drop_path_rate": drop} if drop is not None else {}
-    classes = {} if num_classes is None else {"num_classes": num_classes}
-    return hiremlp.get_config(job.preset, **{**job.overrides, **extra, **classes})
+    return hiremlp.row_config(job.preset, job.overrides, drop_path=job.protocol.recipe.drop_path,
+                              num_classes=num_classes)
 
 
 def check_job(trainer: Trainer, job: TrialJob) -> None:
     """Build what a trial builds before it trains (the model config, the lightning trainer's RunConfig) and plan
     its input sizes; ValueError/TypeError on a bad value. Any trainer gets the model checks."""
     import hiremlp
+    from lightning_modules.dataset_classes import dataset_classes
 
-    num_classes = 100 if job.protocol.dataset == "cifar100" else 10
+    p = job.protocol
+    num_classes = dataset_classes(p.dataset, job.data_dir, p.classes, check=False)
     if trainer is lightning_trainer:
         cfg = run_config(job).model_config(num_classes)
     else:

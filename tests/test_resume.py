@@ -19,6 +19,7 @@ import torch
 from lightning_modules import RunConfig, run
 from lightning_modules.checkpoints import TrainingRNG, last_checkpoint
 from lightning_modules.datamodule import CIFARDataModule
+from lightning_modules.imagefolder import ImageFolderDataModule
 from lightning_modules.recipe import get_recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,9 @@ TIMING = ("images_per_s", "epoch_s", "wall_s", "resumed_from_epoch")
 RECIPE = dict(epochs=3, batch_size=25, lr=2e-3, lr_batch=25, warmup_epochs=0.5, drop_path=0.2, mixup=0.8, cutmix=1.0,
               ema=0.9, label_smoothing=0.1)  # over the 'plain' recipe
 RUN = dict(preset="smoke", train_subset=100, eval_subset=50, device="cpu", checkpoint_every_s=0)
-
+# the same run on an ImageFolder tree of real CIFAR JPEGs (conftest.jpeg_tree: 240 train, 80 val images), where
+# the loader epoch also seeds every RandomResizedCrop and flip
+TREE_RUN = dict(dataset="imagefolder", image_size=32, val_size=40, workers=0)
 
 
 def config(run_dir: Path, **kw) -> RunConfig:
@@ -165,3 +168,61 @@ def test_sigkilled_training_process_resumes_to_the_same_numbers(tmp_path, uninte
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resumed from its checkpoint after epoch" in again.stdout and "\r" not in again.stdout
     assert numbers(run_dir) == uninterrupted
+
+
+# ----------------------------------------------------------------------------------------------- ImageFolder
+
+def tree_config(run_dir: Path, tree: Path, **kw) -> RunConfig:
+    return config(run_dir, **TREE_RUN, data_dir=str(tree), **kw)
+
+
+@pytest.fixture(scope="module")
+def tree_uninterrupted(tmp_path_factory: pytest.TempPathFactory, jpeg_tree: Path) -> tuple[dict, list[dict]]:
+    run_dir = tmp_path_factory.mktemp("tree_uninterrupted")
+    run(tree_config(run_dir, jpeg_tree))
+    return numbers(run_dir)
+
+
+def test_imagefolder_run_resumes_exactly_and_fails_without_its_loader_epoch(tmp_path, jpeg_tree, tree_uninterrupted,
+                                                                             monkeypatch):
+    """The ImageFolder module saves the same loader epoch as the CIFAR one (``data_base.EpochStateDataModule``):
+    crashed in epoch 2 and resumed, it ends like the uninterrupted run; without restoring it, it does not."""
+    with pytest.raises(Crash):
+        run(tree_config(tmp_path / "run", jpeg_tree), callbacks=[CrashAt("batch", epoch=2, batch=1)])
+    assert torch.load(last_checkpoint(tmp_path / "run"), weights_only=False)[
+        "ImageFolderDataModule"] == {"train_epoch": 2}
+    assert run(tree_config(tmp_path / "run", jpeg_tree))["resumed_from_epoch"] == 2
+    assert numbers(tmp_path / "run") == tree_uninterrupted
+
+    monkeypatch.setattr(ImageFolderDataModule, "load_state_dict", lambda self, state: None)
+    with pytest.raises(Crash):
+        run(tree_config(tmp_path / "forgot", jpeg_tree), callbacks=[CrashAt("batch", epoch=2, batch=1)])
+    run(tree_config(tmp_path / "forgot", jpeg_tree))
+    rows = numbers(tmp_path / "forgot")[1]
+    assert rows[:2] == tree_uninterrupted[1][:2] and rows[2] != tree_uninterrupted[1][2]
+
+
+@pytest.mark.slow
+def test_sigkilled_imagefolder_run_resumes_to_the_same_numbers(tmp_path, jpeg_tree, tree_uninterrupted):
+    """An ImageFolder training process SIGKILLed after its 2nd epoch, then the same command again: exactly the
+    uninterrupted run's result.json and metrics.csv (timings aside)."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lightning_modules.train", "--data-dir", str(jpeg_tree), "--run-dir", str(run_dir),
+           "--recipe", "plain", "--progress", "lines"]
+    for key, value in {**RUN, **TREE_RUN, **RECIPE}.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if " epoch 2/3 " in line:  # the 2nd epoch has ended; its checkpoint is written or being written
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, seen
+    assert last_checkpoint(run_dir).is_file() and not (run_dir / "result.json").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from its checkpoint after epoch" in again.stdout
+    assert numbers(run_dir) == tree_uninterrupted
