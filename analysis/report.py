@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as `python analysis/report.py`: make `analysis` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,16 +70,17 @@ def protocol_note(df: pd.DataFrame, protocol: str, size: int, epochs: int | None
             "300 epochs, Hire-MLP-Small")
 
 
-def report_study(study: str, protocol: str, run_root: Path, storage: str | None = None) -> str:
+def report_study(study: Any, protocol: str, run_root: Path, storage: str | None = None) -> str:
     """Write the full report for `<study>-<protocol>` and return the Markdown table.
 
-    `run_root` is the runs directory (the report goes to `run_root/<study>-<protocol>/report/`); passing the
-    study folder itself also works.
+    `study` is a study's name, a study file `*.toml`, `module:NAME` or an `ablations.Study`. `run_root` is the runs
+    directory (the report goes to `run_root/<study>-<protocol>/report/`); passing the study folder itself also works.
     """
+    spec = get_study_spec(study)
+    study = spec.name if spec is not None else str(study)
     folder = study_dir(run_root, study, protocol)
     out = folder / "report"
     df = attach_predictions(load_study(study, protocol, run_root, storage), folder)
-    spec = get_study_spec(study)
     summary = summarize_study(df, spec)
     size = train_size(df)
     curves = load_curves(df, folder, storage)
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     p = _Parser(prog="analysis.report", description=__doc__.splitlines()[0])
-    p.add_argument("--study", required=True, help="study name, e.g. padding")
+    p.add_argument("--study", required=True, help="study name, e.g. padding, or a study file path/to/study.toml")
     p.add_argument("--protocol", default="smoke", help="protocol name (default: smoke)")
     p.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: results.csv)")
     p.add_argument("--runs-dir", default="runs", type=Path, help="runs directory (default: runs)")
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     print(markdown)
-    print(f"report written to {study_dir(args.runs_dir, args.study, args.protocol) / 'report'}")
+    name = getattr(get_study_spec(args.study), "name", args.study)
+    print(f"report written to {study_dir(args.runs_dir, name, args.protocol) / 'report'}")
     return 0
 
 
