@@ -104,18 +104,26 @@ def _value(where: str, preset: str, name: str, value: Any) -> Any:
     return {**model, **recipe}[name]
 
 
-def _slug(name: str, value: Any) -> str:
-    """A level's part of a generated row label: the string level itself ("4,3,3,2" -> "4-3-3-2"), else field=value."""
+def _slug(preset: str, name: str, value: Any) -> str:
+    """A level's part of a generated row label, from its normalised value (so every spelling of a level gives one
+    label): a string level itself, a per-stage level as "4-3-3-2" (square regions as one number), else name=value."""
+    if name in model_fields() and not isinstance(value, str):
+        from hiremlp import row_config
+
+        flat = row_config(preset, {name: value}).to_flat()[name]
+        if isinstance(value, tuple):
+            return re.sub(r"\b(\d+)x\1\b", r"\1", str(flat)).replace(",", "-")
+        value = flat
     if isinstance(value, str):
         return value.replace(",", "-").replace(" ", "")
-    return f"{name}={str(value).lower()}".replace(",", "-").replace(" ", "")
+    return f"{name}={str(value).lower()}"
 
 
 def _factor_rows(where: str, preset: str, factors: Any) -> tuple[list[dict], tuple]:
     if not isinstance(factors, Mapping) or not factors:
         raise StudyFileError(f"{where}: [factors] must map a field to a list of levels, e.g. padding = [\"circular\", "
                              f"\"zero\"]")
-    canonical, raw_levels = [], {}
+    canonical = []
     for name, levels in factors.items():
         at = f"{where}, factor {name!r}"
         if not isinstance(levels, list) or len(levels) < 2:
@@ -125,11 +133,10 @@ def _factor_rows(where: str, preset: str, factors: Any) -> tuple[list[dict], tup
         if twice is not None:
             raise StudyFileError(f"{at}: level {twice!r} is given twice (after normalisation)")
         canonical.append((name, tuple(values)))
-        raw_levels[name] = levels
     rows = []
     for combo in itertools.product(*(range(len(levels)) for _, levels in canonical)):
-        fields = {name: raw_levels[name][i] for (name, _), i in zip(canonical, combo, strict=True)}
-        label = "+".join(_slug(name, raw_levels[name][i]) for (name, _), i in zip(canonical, combo, strict=True))
+        fields = {name: levels[i] for (name, levels), i in zip(canonical, combo, strict=True)}
+        label = "+".join(_slug(preset, name, value) for name, value in fields.items())
         rows.append({"label": label, **fields})
     return rows, tuple(canonical)
 
