@@ -104,7 +104,7 @@ def _value(where: str, preset: str, name: str, value: Any) -> Any:
     return {**model, **recipe}[name]
 
 
-def _slug(preset: str, name: str, value: Any) -> str:
+def level_name(preset: str, name: str, value: Any) -> str:
     """A level's part of a generated row label, from its normalised value (so every spelling of a level gives one
     label): a string level itself, a per-stage level as "4-3-3-2" (square regions as one number), else name=value."""
     if name in model_fields() and not isinstance(value, str):
@@ -136,7 +136,7 @@ def _factor_rows(where: str, preset: str, factors: Any) -> tuple[list[dict], tup
     rows = []
     for combo in itertools.product(*(range(len(levels)) for _, levels in canonical)):
         fields = {name: levels[i] for (name, levels), i in zip(canonical, combo, strict=True)}
-        label = "+".join(_slug(preset, name, value) for name, value in fields.items())
+        label = "+".join(level_name(preset, name, value) for name, value in fields.items())
         rows.append({"label": label, **fields})
     return rows, tuple(canonical)
 

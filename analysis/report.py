@@ -110,6 +110,14 @@ def report_study(study: Any, protocol: str, run_root: Path, storage: str | None 
     if len(per_image.cells):  # a study run before predictions were kept has none: its report says so instead
         per_image.cells.to_csv(out / "per_class.csv", index=False)
         figs["per_class"] = figures.per_class_differences(per_image.cells, rows, per_image.names, default, title)
+    factorial: list[str] = []
+    if getattr(spec, "factors", ()):
+        from analysis.factorial import contrasts, factorial_section, interaction_figure
+
+        found = contrasts(spec, summary.attrs["seeds_by_row"])
+        factorial = factorial_section(found, len(spec.factors))
+        if len(spec.factors) >= 2:
+            figs["interaction"] = interaction_figure(spec, summary.attrs["seeds_by_row"], title)
     if summary.attrs["sizes"]:
         figs["accuracy_vs_resolution"] = figures.accuracy_vs_resolution(summary, size, title)
     for stem, fig in figs.items():
@@ -120,8 +128,8 @@ def report_study(study: Any, protocol: str, run_root: Path, storage: str | None 
     ran = summary.loc[summary["n"] > 0, "row"]
     trends = [trend_sentence(trend(curves, r, default)) for r in ran if r != default]
     (out / "report.md").write_text(_report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df,
-                                                    seeds, per_image.text + _epochs_text(trends)))
-    return markdown
+                                                    seeds, factorial + per_image.text + _epochs_text(trends)))
+    return markdown + ("\n" + factorial[-1] if factorial else "")  # a factorial's contrasts are printed too
 
 
 class _PerImage:
