@@ -15,12 +15,15 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.stats import DiffCI, diff_ci
+
+if TYPE_CHECKING:
+    from ablations import Study
 
 
 @dataclass(frozen=True)
@@ -43,25 +46,49 @@ class Contrast:
         return self.ci.detectable() if self.ci.has_ci and self.ci.se > 0 else math.nan
 
 
-def level_names(study: Any) -> list[tuple[str, list[str]]]:
-    """Each factor with its levels as the row labels write them."""
+@dataclass(frozen=True)
+class Design:
+    """A factorial study's structure, as plain data (JSON in `seed_rule.json`): each factor's level names, each
+    row's cell (the index of its level in every factor), and the default row, whose levels are the references."""
+
+    factors: tuple[tuple[str, tuple[str, ...]], ...]
+    cells: Mapping[str, tuple[int, ...]]
+    default_row: str
+
+    def to_json(self) -> dict:
+        return {"factors": [[f, list(levels)] for f, levels in self.factors],
+                "cells": {r: list(c) for r, c in self.cells.items()}, "default_row": self.default_row}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Design:
+        return cls(tuple((f, tuple(levels)) for f, levels in data["factors"]),
+                   {r: tuple(c) for r, c in data["cells"].items()}, data["default_row"])
+
+
+def design_of(study: Any) -> Design:
+    """The `Design` of a factorial `ablations.Study` (levels named as its generated row labels name them)."""
     from ablations.study_file import level_name
 
     preset = study.base_preset or "smoke"
-    return [(f, [level_name(preset, f, v) for v in levels]) for f, levels in study.factors]
+    factors = tuple((f, tuple(level_name(preset, f, v) for v in levels)) for f, levels in study.factors)
+    return Design(factors, {r: study.level_of(r) for r in study.labels}, study.default_row)
 
 
-def cell_array(study: Any, values: Mapping[str, Mapping[Any, float]]) -> tuple[np.ndarray, list]:
+def _design(study: Any) -> Design:
+    return study if isinstance(study, Design) else design_of(study)
+
+
+def cell_array(design: Design, values: Mapping[str, Mapping[Any, float]]) -> tuple[np.ndarray, list]:
     """Accuracies as an array (seed, level of factor 1, level of factor 2, ...) over the seeds every row ran, and
-    those seeds; rows that did not run leave NaN cells."""
-    shape = tuple(len(levels) for _, levels in study.factors)
-    ran = [values.get(r, {}) for r in study.labels]
+    those seeds."""
+    shape = tuple(len(levels) for _, levels in design.factors)
+    ran = [values.get(r, {}) for r in design.cells]
     seeds = sorted(set.intersection(*(set(k for k, v in s.items() if not math.isnan(float(v))) for s in ran))
                    if ran else set())
     y = np.full((len(seeds), *shape), np.nan)
-    for label, per_seed in zip(study.labels, ran, strict=True):
+    for cell, per_seed in zip(design.cells.values(), ran, strict=True):
         for i, s in enumerate(seeds):
-            y[(i, *study.level_of(label))] = per_seed[s]
+            y[(i, *cell)] = per_seed[s]
     return y, seeds
 
 
@@ -72,12 +99,14 @@ def _at(y: np.ndarray, fixed: Mapping[int, int]) -> np.ndarray:
     return part.reshape(part.shape[0], -1).mean(axis=1)
 
 
-def contrasts(study: Any, values: Mapping[str, Mapping[Any, float]], level: float = 0.95) -> list[Contrast]:
+def contrasts(study: Study | Design, values: Mapping[str, Mapping[Any, float]], level: float = 0.95) -> list[Contrast]:
     """Every main effect (each non-reference level of each factor) and every two-factor interaction (each pair of
-    non-reference levels of each pair of factors), on the seeds every row ran."""
-    y, seeds = cell_array(study, values)
-    names = level_names(study)
-    ref = study.level_of(study.default_row)
+    non-reference levels of each pair of factors), on the seeds every row ran. `study`: a factorial
+    `ablations.Study` or its `Design`."""
+    design = _design(study)
+    y, seeds = cell_array(design, values)
+    names = design.factors
+    ref = design.cells[design.default_row]
     out: list[Contrast] = []
 
     def ci(a: np.ndarray, b: np.ndarray) -> DiffCI:
@@ -119,9 +148,9 @@ def interaction_figure(study: Any, values: Mapping[str, Mapping[Any, float]], ti
     intervals over seeds: parallel lines are no interaction."""
     from scipy import stats as sps
 
-    y, seeds = cell_array(study, values)
-    names = level_names(study)
-    (fa, la), (fb, lb) = names[0], names[1]
+    design = _design(study)
+    y, seeds = cell_array(design, values)
+    (fa, la), (fb, lb) = design.factors[0], design.factors[1]
     fig = Figure(figsize=(5.5, 3.8), layout="constrained")
     ax = fig.subplots()
     n = len(seeds)
