@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from analysis.stats import DiffCI, diff_ci
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from ablations import Study
 
 
@@ -146,6 +147,7 @@ def contrast_markdown(found: Sequence[Contrast]) -> str:
 def interaction_figure(study: Any, values: Mapping[str, Mapping[Any, float]], title: str = "") -> Figure:
     """Mean accuracy per level of the first factor, one line per level of the second (others averaged), with 95% t
     intervals over seeds: parallel lines are no interaction."""
+    from matplotlib.figure import Figure
     from scipy import stats as sps
 
     design = _design(study)

@@ -229,7 +229,15 @@ def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: in
                          f"add it to --rows")
     from analysis.seed_rule import SeedRule  # scipy: loaded only when a rule is used
 
-    return SeedRule(args.target_ci, seeds, max_seeds, study.default_row, tuple(rows))
+    design = None
+    if study.factors:  # a factorial study: the rule is on its contrasts, which need every row
+        if list(rows) != study.labels:
+            raise UsageError(f"--target-ci on factorial study {study.name!r} measures its main effects and "
+                             f"interactions, which need every row; drop --rows")
+        from analysis.factorial import design_of
+
+        design = design_of(study).to_json()
+    return SeedRule(args.target_ci, seeds, max_seeds, study.default_row, tuple(rows), design=design)
 
 
 def find_data_dir(args: argparse.Namespace, dataset: str) -> Path | None:

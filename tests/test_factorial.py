@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -112,3 +113,40 @@ def test_a_2x2_factorial_sweep_prints_main_effects_and_the_interaction(tmp_path,
     assert next(x for x in out.splitlines() if x.startswith("| padding zero − circular")).count("−0.30") >= 1
     report = runs / "padding_x_region-smoke" / "report"
     assert "## Factorial design" in (report / "report.md").read_text() and (report / "interaction.png").is_file()
+
+
+def test_target_ci_on_a_factorial_adds_seeds_to_every_row_until_the_widest_contrast_is_narrow(tmp_path, monkeypatch,
+                                                                                             capsys):
+    from analysis.factorial import design_of
+    from analysis.seed_rule import SeedRule, decide, read_rule
+
+    study = load_study_file(EXAMPLE)
+    monkeypatch.setenv("SWEEP_FAKE_EFFECTS", ",".join(f"{k}={v}" for k, v in EFFECTS.items()))
+    monkeypatch.setenv("SWEEP_FAKE_SEED_SD", "1.0")
+    monkeypatch.setenv("SWEEP_FAKE_NOISE_SD", "0.3")
+    runs = tmp_path / "runs"
+    target = 0.6
+    assert main(["--study", str(EXAMPLE), "--protocol", "smoke", "--trainer", "fake", "--seeds", "2",
+                 "--target-ci", str(target), "--max-seeds", "9", "--runs-dir", str(runs)]) == 0
+    model = SeedNoiseModel.from_env()
+    folder = runs / "padding_x_region-smoke"
+    rule = read_rule(folder)
+    assert rule is not None and rule.design == design_of(study).to_json()
+    with open(folder / "results.csv") as fh:
+        trials = list(csv.DictReader(fh))
+    seeds = {r: sorted(int(x["seed"]) for x in trials if x["row"] == r and x["state"] == "COMPLETE")
+             for r in study.labels}
+    k = len(seeds[study.default_row])
+    assert all(s == list(range(k)) for s in seeds.values())  # every row the same seeds: contrasts stay paired
+
+    def widest(n: int) -> float:
+        values = {r: {s: model.accuracy(r, s) for s in range(n)} for r in study.labels}
+        return max(c.ci.half_width for c in contrasts(study, values))
+
+    assert k > 2  # 2 seeds leave the 0.3-point noise's contrasts far wider than 0.6 (t quantile 12.7)
+    assert widest(k) <= target or k == 9
+    assert all(widest(n) > target for n in range(2, k))  # it stopped at the first seed count that was narrow enough
+    values = {r: {s: model.accuracy(r, s) for s in range(12)} for r in study.labels}
+    rule_now = SeedRule(target, 2, 9, study.default_row, tuple(study.labels), design=design_of(study).to_json())
+    assert {d.seeds for d in decide(values, rule_now).values()} == {k}  # the same pure rule the sweep used
+    assert "main effects and interactions" in (folder / "report" / "report.md").read_text()
