@@ -106,6 +106,8 @@ def contrasts(study: Study | Design, values: Mapping[str, Mapping[Any, float]], 
     `ablations.Study` or its `Design`."""
     design = _design(study)
     y, seeds = cell_array(design, values)
+    if not seeds:  # some row has no result (e.g. run with --rows): no contrast is defined
+        return []
     names = design.factors
     ref = design.cells[design.default_row]
     out: list[Contrast] = []
@@ -173,9 +175,13 @@ def interaction_figure(study: Any, values: Mapping[str, Mapping[Any, float]], ti
 
 def factorial_section(found: Sequence[Contrast], n_factors: int) -> list[str]:
     """The report's section on the factorial design."""
+    if not found:
+        return ["## Factorial design: main effects and interactions", "",
+                "No contrasts: they need every row of the design with at least one common seed "
+                "(run the study without --rows).", ""]
     return ["## Factorial design: main effects and interactions", "",
             "Each contrast is computed per seed and its interval is the paired t over the seeds every row ran; the "
             "reference level of each factor is the default row's. A main effect averages over the other factors' "
             "levels; an interaction (A × B) is ((a1b1 − a1b2) − (a2b1 − a2b2)): how much B's effect changes when A "
             "leaves its reference level" + (" (averaged over the other factors)" if n_factors > 2 else "")
-            + ". `interaction.png` shows the means.", "", contrast_markdown(found)]
+            + ". `interaction.png` shows the means.", "", contrast_markdown(found), ""]

@@ -116,7 +116,7 @@ def report_study(study: Any, protocol: str, run_root: Path, storage: str | None 
 
         found = contrasts(spec, summary.attrs["seeds_by_row"])
         factorial = factorial_section(found, len(spec.factors))
-        if len(spec.factors) >= 2:
+        if len(spec.factors) >= 2 and found:
             figs["interaction"] = interaction_figure(spec, summary.attrs["seeds_by_row"], title)
     if summary.attrs["sizes"]:
         figs["accuracy_vs_resolution"] = figures.accuracy_vs_resolution(summary, size, title)
@@ -129,7 +129,7 @@ def report_study(study: Any, protocol: str, run_root: Path, storage: str | None 
     trends = [trend_sentence(trend(curves, r, default)) for r in ran if r != default]
     (out / "report.md").write_text(_report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df,
                                                     seeds, factorial + per_image.text + _epochs_text(trends)))
-    return markdown + ("\n" + factorial[-1] if factorial else "")  # a factorial's contrasts are printed too
+    return markdown + ("\n" + factorial[-2] if factorial else "")  # a factorial's contrasts are printed too
 
 
 class _PerImage:

@@ -150,3 +150,14 @@ def test_target_ci_on_a_factorial_adds_seeds_to_every_row_until_the_widest_contr
     rule_now = SeedRule(target, 2, 9, study.default_row, tuple(study.labels), design=design_of(study).to_json())
     assert {d.seeds for d in decide(values, rule_now).values()} == {k}  # the same pure rule the sweep used
     assert "main effects and interactions" in (folder / "report" / "report.md").read_text()
+
+
+def test_a_factorial_run_on_some_rows_reports_no_contrast_and_refuses_target_ci(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("SWEEP_FAKE_EFFECTS", raising=False)
+    args = ["--study", str(EXAMPLE), "--protocol", "smoke", "--trainer", "fake", "--seeds", "2",
+            "--rows", "circular+4-3-3-2,zero+4-3-3-2", "--runs-dir", str(tmp_path / "runs")]
+    assert main([*args, "--target-ci", "0.5"]) == 2
+    assert "need every row; drop --rows" in capsys.readouterr().err
+    assert main(args) == 0
+    report = (tmp_path / "runs" / "padding_x_region-smoke" / "report" / "report.md").read_text()
+    assert "No contrasts: they need every row" in report

@@ -205,3 +205,42 @@ def test_the_shipped_example_runs_on_smoke_with_the_real_trainer(tmp_path):
     assert set(rows) == {"base", "ls", "zero-pad"} and all(r["state"] == "COMPLETE" for r in rows.values())
     assert float(rows["ls"]["recipe.label_smoothing"]) == 0.1 and rows["zero-pad"]["cfg.padding"] == "zero"
     assert (results[0].parent / "report" / "report.md").is_file()
+
+
+SAME_NETWORK = """
+name = "cross"
+[[rows]]
+label = "base"
+[[rows]]
+label = "no-cross"
+cross_region = "none"
+[[rows]]
+label = "zero-shift"
+shift_steps = "0,0,0,0"
+[[rows]]
+label = "no-cross-ls"
+cross_region = "none"
+label_smoothing = 0.1
+"""
+
+
+def test_same_network_rows_are_warned_in_the_dry_run_and_marked_in_the_report(tmp_path, monkeypatch, capsys):
+    """No cross-region step and steps of 0 are one network; the same network with another recipe is not."""
+    from analysis.report import main as report_main
+
+    monkeypatch.delenv("SWEEP_FAKE_EFFECTS", raising=False)
+    path = write(tmp_path, SAME_NETWORK)
+    runs = tmp_path / "runs"
+    args = ["--study", str(path), "--protocol", "smoke", "--trainer", "fake", "--seeds", "2", "--runs-dir", str(runs)]
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: rows no-cross, zero-shift are the same network" in out
+    assert "no-cross-ls" not in out.split("warning:", 1)[1]  # its recipe differs: not the same trial
+    assert main(args) == 0
+    capsys.readouterr()
+    assert report_main(["--study", str(path), "--protocol", "smoke", "--runs-dir", str(runs)]) == 0  # the report CLI
+    table = (runs / "cross-smoke" / "report" / "table.csv").read_text().splitlines()
+    marked = {line.split(",")[0] for line in table[1:] if "same network as" in line}
+    assert marked == {"no-cross", "zero-shift"}
+    assert report_main(["--study", str(tmp_path / "missing.toml"), "--runs-dir", str(runs)]) == 2
+    assert "cannot read the study file" in capsys.readouterr().err
