@@ -189,8 +189,10 @@ def _report_markdown(study, protocol, spec, summary, markdown, note, curves, fig
                      sections: list[str] | None = None) -> str:
     lines = [f"# Ablation report: {study} ({protocol})", ""]
     if spec is not None:
-        lines += [f"{spec.description}", "", f"Paper: {spec.paper_table} (Hire-MLP arXiv v1, Hire-MLP-Small, "
-                  "ImageNet-1k top-1).", ""]
+        paper = (f"Paper: {spec.paper_table} (Hire-MLP arXiv v1, Hire-MLP-Small, ImageNet-1k top-1)."
+                 if spec.paper_table else "Paper: no counterpart in the paper's tables.")
+        source = f" Declared in `{spec.source}`." if getattr(spec, "source", None) else ""
+        lines += [f"{spec.description}", "", paper + source, ""]
     else:
         lines += ["No `ablations` study of this name was found: no paper numbers, rows in results order.", ""]
     n_trials = int(summary["n"].sum() + summary["n_failed"].sum())

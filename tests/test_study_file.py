@@ -244,3 +244,22 @@ def test_same_network_rows_are_warned_in_the_dry_run_and_marked_in_the_report(tm
     assert marked == {"no-cross", "zero-shift"}
     assert report_main(["--study", str(tmp_path / "missing.toml"), "--runs-dir", str(runs)]) == 2
     assert "cannot read the study file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_factorial_example_runs_on_smoke_with_the_real_trainer_and_prints_its_contrasts(tmp_path):
+    """CI: the 2x2 example on real CIFAR-10 (tiny budget, 2 seeds): the sweep prints both main effects and the
+    interaction with their intervals."""
+    import subprocess
+
+    example = EXAMPLES / "padding_x_region.toml"
+    cmd = [sys.executable, str(REPO / "sweeps" / "run.py"), "--study", str(example), "--protocol", "smoke",
+           "--train-subset", "64", "--eval-subset", "64", "--val-size", "64", "--batch-size", "32", "--epochs", "1",
+           "--seeds", "2", "--data-dir", str(DATA), "--runs-dir", str(tmp_path / "runs")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = [x for x in done.stdout.splitlines() if x.startswith("| padding zero − circular")
+             or x.startswith("| region_sizes 3-3-3-3 − 4-3-3-2") or x.startswith("| (padding zero − circular) × ")]
+    assert len(lines) == 3, done.stdout[-3000:]
+    assert all("[" in x and "| 2 |" in x for x in lines)  # an interval over the 2 paired seeds
+    assert len(list((tmp_path / "runs").glob("padding_x_region-smoke*/report/interaction.png"))) == 1
