@@ -161,3 +161,16 @@ def test_a_factorial_run_on_some_rows_reports_no_contrast_and_refuses_target_ci(
     assert main(args) == 0
     report = (tmp_path / "runs" / "padding_x_region-smoke" / "report" / "report.md").read_text()
     assert "No contrasts: they need every row" in report
+
+
+def test_default_row_names_the_reference_levels():
+    study = study_from_dict({"name": "f", "default_row": "zero+3-3-3-3",
+                             "factors": {"padding": ["circular", "zero"], "region_sizes": ["4,3,3,2", "3,3,3,3"]}},
+                            "inline")
+    model = SeedNoiseModel(EFFECTS, seed_sd=1.0, noise_sd=0.0)
+    found = _by_name(contrasts(study, {r: {s: model.accuracy(r, s) for s in range(3)} for r in study.labels}))
+    assert found["padding circular − zero"].ci.diff == pytest.approx(-TRUE_MAIN_PADDING)
+    assert found["region_sizes 4-3-3-2 − 3-3-3-3"].ci.diff == pytest.approx(-TRUE_MAIN_REGION)
+    # the 2x2 interaction is symmetric: both references flipped leave it unchanged
+    assert found["(padding circular − zero) × (region_sizes 4-3-3-2 − 3-3-3-3)"].ci.diff == pytest.approx(
+        TRUE_INTERACTION)

@@ -263,3 +263,15 @@ def test_the_factorial_example_runs_on_smoke_with_the_real_trainer_and_prints_it
     assert len(lines) == 3, done.stdout[-3000:]
     assert all("[" in x and "| 2 |" in x for x in lines)  # an interval over the 2 paired seeds
     assert len(list((tmp_path / "runs").glob("padding_x_region-smoke*/report/interaction.png"))) == 1
+
+
+def test_a_recipe_row_the_protocol_cannot_train_is_refused_before_any_trial(tmp_path, monkeypatch, capsys):
+    """Checked against the protocol's recipe (smoke: 3 epochs) once it is known: one line naming the file and row."""
+    path = write(tmp_path, GOOD.replace("label_smoothing = 0.1", "warmup_epochs = 5.0"))
+    log = tmp_path / "fake.log"
+    monkeypatch.setenv("SWEEP_FAKE_LOG", str(log))
+    assert main(["--study", str(path), "--protocol", "smoke", "--trainer", "fake", "--runs-dir",
+                 str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and "row 'ls'" in err and "warmup_epochs" in err
+    assert not log.exists()
