@@ -230,6 +230,12 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+            # exact resume: cuDNN's autotuner and some of its weight-gradient kernels are not run-to-run repeatable
+            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+        if cfg.compile:  # a long-lived worker: earlier runs' graphs would count against Dynamo's recompile limit
+            from torch import _dynamo
+
+            _dynamo.reset()
         dm = _datamodule(cfg, device, res["channels_last"], image_size)
         dm.prepare_data()
         if res["world_size"] == 1:  # under DDP Lightning sets it up once each rank has its device
