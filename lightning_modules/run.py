@@ -33,6 +33,7 @@ import hiremlp
 from .checkpoints import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, checkpoint_dir, resumable_checkpoint
 from .cifar import SPECS
 from .classifier import HireMLPClassifier
+from .cuda_settings import use_training_math
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
 from .distributed import trainer_kwargs
 from .epoch_metrics import METRIC_COLUMNS, EpochMetrics
@@ -228,10 +229,7 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     with _quiet(cfg.progress == "off"):
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-            # exact resume: cuDNN's autotuner and some of its weight-gradient kernels are not run-to-run repeatable
-            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+            use_training_math()
         if cfg.compile:  # a long-lived worker: earlier runs' graphs would count against Dynamo's recompile limit
             from torch import _dynamo
 

@@ -391,3 +391,91 @@ def test_a_compiled_run_starts_with_a_fresh_dynamo_cache(tmp_path, monkeypatch) 
     with pytest.raises(Reset):
         run(RunConfig(preset="smoke", device="cpu", compile=True, run_dir=str(tmp_path), progress="off"))
     assert json.loads((tmp_path / "config.json").read_text())["run"]["compile"] is True
+
+
+# ----------------------------------------------------------------------------------------------- on a GPU
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.py runs it)")
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+def test_roll_and_pads_on_cuda_match_torch_keep_the_layout_and_repeat(mode: str) -> None:
+    x = torch.randn(8, 64, 14, 15, device="cuda").contiguous(memory_format=torch.channels_last).requires_grad_()
+    for dim in (2, 3):
+        ours, torchs = cr.pad_axis(x, dim, 2, mode), F.pad(x, cr._end_pad(dim, 2), mode=mode)
+        assert torch.equal(ours, torchs) and ours.is_contiguous(memory_format=torch.channels_last)
+        g = torch.randn_like(ours)
+        grads = [torch.autograd.grad(cr.pad_axis(x, dim, 2, mode), x, g)[0] for _ in range(3)]
+        torch.testing.assert_close(grads[0], torch.autograd.grad(torchs, x, g)[0])
+        assert all(torch.equal(grads[0], other) for other in grads[1:])
+        assert grads[0].is_contiguous(memory_format=torch.channels_last)
+        rolled = cr.roll(x, 3, dim)
+        assert torch.equal(rolled, torch.roll(x, 3, dim)) and rolled.is_contiguous(memory_format=torch.channels_last)
+
+
+# ----------------------------------------------------------------------------------------------- the self-check
+
+def _gpu_check(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_the_self_checks_dry_run_lists_every_stage_and_bad_input_is_one_line() -> None:
+    from benchmarks.gpu_check import STAGES
+
+    out = _gpu_check("--dry-run")
+    assert out.returncode == 0, out.stderr
+    listed = [line.split()[0] for line in out.stdout.splitlines()[1:] if line[:1].strip()]
+    assert listed == [s.name for s in STAGES]
+    assert "sweeps/run.py --study padding --protocol cifar10" in out.stdout
+    cpu = _gpu_check("--dry-run", "--device", "cpu")
+    assert "sync" in cpu.stdout and "[skipped: needs CUDA]" in cpu.stdout
+    for bad, says in ((["--stages", "sync,warp"], "warp is not a stage"),
+                      (["--device", "cpu", "--stages", "resume", "--data-dir", "/nonexistent"], "--data-dir")):
+        r = _gpu_check(*bad)
+        assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    if not torch.cuda.is_available():
+        r = _gpu_check("--stages", "layout")
+        assert r.returncode == 2 and "no CUDA device" in r.stderr
+
+
+def test_the_self_checks_cpu_stages_pass_and_write_the_summary(tmp_path: Path) -> None:
+    """The stages a CPU can run, at their CPU size: the probes in-process, the summary files as users get them."""
+    from benchmarks.gpu_check import main
+
+    stages = "sync,layout,repeatability,fast_vs_reference,cuda_tests"
+    assert main(["--device", "cpu", "--stages", stages, "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    got = summary["stages"]
+    assert got["sync"]["ok"] is None and got["cuda_tests"]["ok"] is None  # CUDA only
+    assert got["layout"] == {**got["layout"], "ok": True, "branches": 12, "lost_channels_last": []}
+    assert all(got["repeatability"][m]["tensors_differing"] == 0 for m in ("zero", "reflect", "replicate",
+                                                                            "circular"))
+    assert got["fast_vs_reference"]["ok"] and got["fast_vs_reference"]["fp32"]["logits_rel_diff"] < 1e-5
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "| layout | pass |" in table and "| sync | skipped |" in table
+
+
+def test_the_self_checks_layout_stage_fails_when_a_branch_loses_channels_last(tmp_path: Path, monkeypatch) -> None:
+    from benchmarks import gpu_check
+
+    monkeypatch.setattr(cr, "roll", lambda x, step, dim: torch.roll(x.contiguous(), step, dim))
+    assert gpu_check.main(["--device", "cpu", "--stages", "layout", "--out", str(tmp_path)]) == 1
+    got = json.loads((tmp_path / "gpu_check.json").read_text())["stages"]["layout"]
+    assert not got["ok"] and "zero/shift" in got["lost_channels_last"] and "zero/none" not in got["lost_channels_last"]
+
+
+@needs_data
+def test_the_self_checks_sweep_resume_and_epoch_time_stages_on_a_cpu(tmp_path: Path) -> None:
+    """The run stages at their CPU size (smoke protocol, 256 images): a real sweep with one and two workers, a
+    SIGKILLed run resumed to the uninterrupted numbers, and the dry run taking its time from the sweep's trials."""
+    out = _gpu_check("--device", "cpu", "--stages", "sweep,resume,epoch_time", "--out", str(tmp_path),
+                     "--data-dir", str(DATA))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    got = json.loads((tmp_path / "gpu_check.json").read_text())["stages"]
+    assert got["sweep"]["one_worker"]["exit"] == 0 and got["sweep"]["two_workers"]["exit"] == 0
+    assert got["resume"]["resume_vs_uninterrupted"] == 0 == got["resume"]["run_to_run"]  # the CPU repeats exactly
+    assert 1 <= got["resume"]["resumed_from_epoch"] < 4
+    assert "recorded" in got["epoch_time"]["dry_run_time"] or got["epoch_time"]["ok"]
+    assert got["epoch_time"]["epoch_s_at_full_split"] > 0
