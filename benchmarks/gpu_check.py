@@ -254,10 +254,12 @@ def stage_cuda_tests(ck: Check) -> dict:
 # ----------------------------------------------------------------------------------------------- runs
 
 def sweep_command(ck: Check, seeds: int, workers: int) -> list[str]:
+    """The sweep stage's command. The protocol's own device (``auto`` for ``cifar10``), so that a later dry run of
+    the protocol counts these trials as recorded ones."""
     return [sys.executable, str(ROOT / "sweeps" / "run.py"), "--study", "padding", "--protocol", ck.protocol,
             "--rows", "zero,reflect", "--seeds", str(seeds), "--epochs", "2", "--warmup-epochs", "0.5",
             "--cooldown-epochs", "0", "--train-subset", str(ck.train_subset), "--eval-subset", str(ck.eval_subset),
-            "--val-size", str(ck.val_size), "--device", ck.device, "--data-dir", str(ck.data_dir),
+            "--val-size", str(ck.val_size), "--data-dir", str(ck.data_dir),
             "--runs-dir", str(ck.runs_dir), "--checkpoint-every-s", "0", *(["--workers", str(workers)]
                                                                          if workers > 1 else [])]
 
@@ -378,7 +380,7 @@ def stage_epoch_time(ck: Check) -> dict:
     n_full = image_counts(get_protocol(ck.protocol))[0]
     per_epoch = sum(epoch_s) / len(epoch_s) * n_full / ck.train_subset
     dry = subprocess.run([sys.executable, str(ROOT / "sweeps" / "run.py"), "--study", "padding", "--protocol",
-                          ck.protocol, "--device", ck.device, "--runs-dir", str(ck.runs_dir), "--dry-run"],
+                          ck.protocol, "--runs-dir", str(ck.runs_dir), "--dry-run"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     time_line = next((ln for ln in dry.stdout.splitlines() if "time:" in ln), dry.stderr.strip()[-200:])
     return {"ok": dry.returncode == 0 and "recorded" in dry.stdout, "protocol": ck.protocol,
