@@ -135,6 +135,10 @@ def measure(preset: str, impl: str, device: str, size: int, batch: int, steps: i
             bf16: bool, compile: bool) -> dict:
     """One configuration, in this process: train step and inference images/s, and the GEMM-only floor."""
     torch.manual_seed(0)
+    if device == "cuda":  # TF32 for matmuls and convolutions alike, as training sets it
+        from lightning_modules.cuda_settings import use_training_math
+
+        use_training_math()
     model = hiremlp.create_model(preset, num_classes=10, impl=impl).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -279,14 +283,17 @@ def cpu_step_table(args: argparse.Namespace) -> None:
           "than the wall clock, and with several threads it also counts their waiting)")
 
 
-def agreement(preset: str, size: int) -> float:
-    """Largest difference between fast (channels-last) and reference (NCHW) logits: same weights, same batch."""
+def agreement(preset: str, size: int, device: str = "cpu", bf16: bool = False) -> float:
+    """Largest difference between fast (channels-last) and reference (NCHW) logits: same weights, same batch, on
+    ``device`` (a GPU runs other kernels than the CPU), in fp32 or under bf16 autocast."""
     torch.manual_seed(0)
-    fast = hiremlp.create_model(preset, num_classes=10).to(memory_format=torch.channels_last)
-    ref = hiremlp.create_model(preset, num_classes=10, impl="reference")
+    fast = hiremlp.create_model(preset, num_classes=10).to(device).to(memory_format=torch.channels_last)
+    ref = hiremlp.create_model(preset, num_classes=10, impl="reference").to(device)
     ref.load_state_dict(fast.state_dict())
-    x = torch.randn(8, 3, size, size)
-    return (fast(x.contiguous(memory_format=torch.channels_last)) - ref(x)).abs().max().item()
+    x = torch.randn(8, 3, size, size, device=device)
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        diff = fast(x.contiguous(memory_format=torch.channels_last)).float() - ref(x).float()
+    return diff.abs().max().item()
 
 
 def run_child(args: argparse.Namespace, spec: dict, mode: str = "--child", extra_env: dict | None = None) -> dict:
@@ -382,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         print("|" + "---|" * len(header))
         for preset in presets:
             size = DEFAULT_SIZES.get(preset, hiremlp.PRESET_IMAGE_SIZE[preset])
-            diff = agreement(preset, size)
+            diff = agreement(preset, size, device)
             rows = configurations(args, device)
             specs = [dict(preset=preset, device=device, size=size, batch=args.batch_size, steps=args.steps, **r)
                      for r in rows]
@@ -404,7 +411,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['gemm_flops'] / yardstick:.0%} | {speedup} |")
                 if cfg["compile"]:
                     print(f"|  | | (compile + first step took {r['first_step_s']:.0f} s) | | | | | | | | | |")
-            print(f"|  | | fast vs reference: max abs diff of logits {diff:.1e} | | | | | | | | | |")
+            bf16 = (f", bf16 autocast {agreement(preset, size, device, bf16=True):.1e}"
+                    if device == "cuda" or args.cpu_bf16 else "")
+            print(f"|  | | fast vs reference: max abs diff of logits {diff:.1e} ({device} fp32{bf16})"
+                  " | | | | | | | | | |")
     return 0
 
 

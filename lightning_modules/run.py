@@ -32,6 +32,7 @@ import hiremlp
 
 from .checkpoints import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, checkpoint_dir, resumable_checkpoint
 from .classifier import HireMLPClassifier
+from .cuda_settings import use_training_math
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
 from .dataset_classes import dataset_classes
 from .distributed import trainer_kwargs
@@ -224,8 +225,11 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     with _quiet(cfg.progress == "off"):
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            use_training_math()
+        if cfg.compile:  # a long-lived worker: earlier runs' graphs would count against Dynamo's recompile limit
+            from torch import _dynamo
+
+            _dynamo.reset()
         dm = _datamodule(cfg, device, res["channels_last"], image_size)
         dm.prepare_data()
         if res["world_size"] == 1:  # under DDP Lightning sets it up once each rank has its device
