@@ -207,7 +207,8 @@ def test_evaluate_reads_the_device_once_and_gives_the_old_numbers(monkeypatch) -
     monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or real_item(self))
     got = module.evaluate(batches)
     assert len(reads) == 2, f"{len(reads)} reads for 5 batches"
-    assert got == {"loss": loss_sum / 40, "acc": 100.0 * correct / 40}  # bit for bit
+    assert (got["loss"], got["acc"]) == (loss_sum / 40, 100.0 * correct / 40)  # bit for bit
+    assert got["label"].tolist() == torch.cat([y for _, y in batches]).tolist()
 
 
 def hiremlp_smoke() -> dict:
