@@ -238,7 +238,7 @@ def test_mixers_smoke_sweep_trains_every_row_on_real_cifar(tmp_path) -> None:
         records = list(csv.DictReader(fh))
     assert [r["row"] for r in records] == list(MIXERS) and {r["state"] for r in records} == {"COMPLETE"}
     for r in records:
-        assert r["cfg.mixer"] == r["row"]
+        assert (r["cfg.mixer"] or "hire") == r["row"]  # a Hire row records no mixer fields (`spec`)
         model = hiremlp.build_model(SMOKE.replace(mixer=r["row"]))
         assert int(r["params"]) == hiremlp.count_params(model) and int(r["macs"]) == hiremlp.count_macs(model, 32)
         assert float(r["images_per_s"]) > 0 and 0 <= float(r["test_acc"]) <= 100
