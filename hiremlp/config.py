@@ -167,7 +167,7 @@ class HireMLPConfig:
     impl: str = "fast"
     mixer: str = "hire"
     shift_size: int = 5
-    vip_image_size: int = 32
+    vip_image_size: int = 224
 
     def __post_init__(self) -> None:
         put = object.__setattr__
