@@ -110,6 +110,8 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
         figs["per_class"] = figures.per_class_differences(per_image.cells, rows, per_image.names, default, title)
     if summary.attrs["sizes"]:
         figs["accuracy_vs_resolution"] = figures.accuracy_vs_resolution(summary, size, title)
+    for stem in getattr(spec, "figures", ()):  # the study's own, e.g. accuracy against MACs
+        figs[stem] = getattr(figures, stem)(summary, title)
     for stem, fig in figs.items():
         figures.save(fig, out, stem)
 

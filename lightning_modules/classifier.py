@@ -54,7 +54,7 @@ class HireMLPClassifier(pl.LightningModule):
         self.recipe = Recipe().replace(**{k: hparams.pop(k) for k in keep if k in hparams})  # validated there
         model_cfg = hiremlp.HireMLPConfig.from_flat(hparams)  # ValueError on unknown or bad keys
         recipe = {k: v for k, v in dataclasses.asdict(self.recipe).items() if k in keep}
-        self.save_hyperparameters({**model_cfg.to_flat(), **recipe, **options})
+        self.save_hyperparameters({**model_cfg.spec(), **recipe, **options})  # a Hire model's: as before mixers
         self.model = hiremlp.build_model(model_cfg)
         if options["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -212,9 +212,11 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     run_dir = Path(cfg.run_dir or default_run_dir())
     run_dir.mkdir(parents=True, exist_ok=True)
     recipe = {k: v for k, v in cfg.recipe.to_flat().items() if k != "drop_path"}  # that one is in the model
-    hparams = {**model_cfg.to_flat(), **recipe, "channels_last": res["channels_last"], "compile": cfg.compile}
+    # spec(), not to_flat(): a Hire model's record (and so its checkpoint's resumability) is what it was before
+    # the token-mixer fields existed
+    hparams = {**model_cfg.spec(), **recipe, "channels_last": res["channels_last"], "compile": cfg.compile}
     config = {"run": {**dataclasses.asdict(cfg), "run_dir": str(run_dir)}, "resolved": res,
-              "model": model_cfg.to_flat(), "hparams": hparams}
+              "model": model_cfg.spec(), "hparams": hparams}
     ckpt, note = resumable_checkpoint(run_dir, json.loads(json.dumps(config, default=str)), RUN_CONTROL)
     if note:
         warnings.warn(note, stacklevel=2)

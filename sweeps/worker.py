@@ -351,9 +351,10 @@ def _free_gpu_memory() -> None:
 
 
 def _flat_config(job: TrialJob) -> dict:
-    """The model's flat config (hiremlp's `to_flat`), or {} if this row does not even build a config."""
+    """The model's flat config (hiremlp's `spec`: a Hire row records no token-mixer fields, as before they
+    existed), or {} if this row does not even build a config."""
     try:
-        return model_config(job).to_flat()
+        return model_config(job).spec()
     except Exception:  # noqa: BLE001 - the trainer will fail this trial with the real reason
         return {}
 
