@@ -259,7 +259,7 @@ def sweep_command(ck: Check, seeds: int, workers: int) -> list[str]:
     return [sys.executable, str(ROOT / "sweeps" / "run.py"), "--study", "padding", "--protocol", ck.protocol,
             "--rows", "zero,reflect", "--seeds", str(seeds), "--epochs", "2", "--warmup-epochs", "0.5",
             "--cooldown-epochs", "0", "--train-subset", str(ck.train_subset), "--eval-subset", str(ck.eval_subset),
-            "--val-size", str(ck.val_size), "--data-dir", str(ck.data_dir),
+            "--val-size", str(ck.val_size), "--data-dir", str(ck.data_dir or "DIR"),
             "--runs-dir", str(ck.runs_dir), "--checkpoint-every-s", "0", *(["--workers", str(workers)]
                                                                          if workers > 1 else [])]
 
