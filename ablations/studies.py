@@ -53,6 +53,7 @@ class Study:
     sampler: Mapping[str, Any] = field(default_factory=dict)  # TPESampler options (tune only)
     pruner: Mapping[str, Any] = field(default_factory=dict)  # MedianPruner options (tune only)
     n_trials: int = 0  # default trial budget (tune only)
+    figures: tuple[str, ...] = ()  # extra report figures (functions of analysis.figures taking the summary)
     factors: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # a factorial study: (field, levels); rows = product
     source: str | None = None  # the file (or module:attr) a user's study came from
 
@@ -103,6 +104,7 @@ _SHIFT_TOP1 = {"0-0-0-0": 81.06, "1-1-1-1": 81.53, "2-2-1-1": 81.78, "2-2-2-2": 
 _PADDING_TOP1 = {"zero": 81.59, "circular": 81.78, "reflect": 81.36, "replicate": 81.42}  # Table 5
 _PADDINGS = ("zero", "circular", "reflect", "replicate")
 _PAPER_TEXT = {"norm": "layer", "fusion": "sum", "shift_schedule": "paper"}
+_MIXERS = ("hire", "as_mlp", "vip", "cycle", "dwconv", "channel_only")  # hiremlp.config.MIXERS, as data
 
 
 def _branch_rows() -> tuple[Row, ...]:
@@ -177,6 +179,16 @@ _STUDY_LIST = (
         paper_table=None,
         rows=_branch_rows(),
         default_row="hwc",
+    ),
+    Study(
+        name="mixers",
+        description=("Whether Hire-MLP's token mixer beats AS-MLP's axial shift, ViP's Permute-MLP, CycleMLP's Cycle "
+                     "FC, a 3x3 depthwise conv or no spatial mixing, in one network (stem, stages, channel MLP, "
+                     "recipe shared)."),
+        paper_table=None,
+        rows=tuple(Row(m, {"mixer": m}) for m in _MIXERS),
+        default_row="hire",
+        figures=("accuracy_vs_macs",),
     ),
     Study(
         name="resolution",

@@ -1,5 +1,6 @@
 """Figures for a study: each row's difference to the default beside the paper's, our accuracy beside the paper's,
-ours-vs-paper scatter, validation curves, resolution, per-class differences, the difference per epoch.
+ours-vs-paper scatter, validation curves, resolution, per-class differences, the difference per epoch, accuracy
+against MACs.
 
 Figures are built on `matplotlib.figure.Figure` directly (no pyplot state), so the same functions work in a
 script (saved with the Agg canvas) and in a notebook (shown inline).
@@ -160,6 +161,39 @@ def ours_vs_paper(summary: pd.DataFrame, title: str = "") -> Figure:
     ax.grid(alpha=0.3)
     if both.empty:
         ax.text(0.5, 0.5, "no rows with both numbers", transform=ax.transAxes, ha="center")
+    return fig
+
+
+def _mean_half_width(std: pd.Series, n: pd.Series, level: float = 0.95) -> np.ndarray:
+    """Half-width of the t-interval of each row's mean over its seeds (0 where one seed gives none)."""
+    from scipy import stats
+
+    k = n.to_numpy(dtype=float)
+    t = np.where(k > 1, stats.t.ppf(0.5 + level / 2, np.maximum(k - 1, 1)), 0.0)
+    return np.nan_to_num(t * std.to_numpy(dtype=float) / np.sqrt(np.maximum(k, 1)), nan=0.0)
+
+
+def accuracy_vs_macs(summary: pd.DataFrame, title: str = "") -> Figure:
+    """Our mean with its 95% interval against each row's MACs per image, labelled with the paired difference to
+    the default row: a row that wins only by costing more sits to the right, not just higher."""
+    fig = Figure(figsize=(6.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    has = summary[summary["n"] > 0]
+    ax.errorbar(has["macs_G"] * 1e3, has["mean"], yerr=_mean_half_width(has["std"], has["n"]), fmt="o",
+                capsize=3)
+    for _, rec in has.iterrows():
+        note = "reference" if rec["is_default"] else (
+            f"Δ {rec['diff']:+.2f}" + ("" if math.isnan(rec["ci_low"])
+                                      else f" [{rec['ci_low']:+.2f}, {rec['ci_high']:+.2f}]"))
+        ax.annotate(f"{rec['row']} ({rec['params_M']:.2f} M)\n{note}", (rec["macs_G"] * 1e3, rec["mean"]),
+                    textcoords="offset points", xytext=(5, 3), fontsize=7)
+    ax.set_xlabel("MACs per image (M)")
+    ax.set_ylabel(f"{summary.attrs.get('metric', 'test_acc')} (%): mean, 95% t-interval over seeds")
+    ax.set_title("\n".join(t for t in (title, "labels: parameters; paired 95% CI of Δ vs "
+                                         f"{summary.attrs.get('default_row', 'default')}") if t), fontsize=9)
+    ax.grid(alpha=0.3)
+    if has.empty:
+        ax.text(0.5, 0.5, "no finished rows", transform=ax.transAxes, ha="center")
     return fig
 
 

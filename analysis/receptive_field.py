@@ -7,7 +7,8 @@ The picture is therefore evidence about the code, not a drawing of what it is su
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,28 +33,53 @@ def receptive_fields(
 ) -> dict[str, np.ndarray]:
     """Boolean (H, W) mask per branch: the input pixels whose gradient at output `pixel` is nonzero.
 
-    The module runs in eval mode (train-mode BatchNorm would couple every pixel through batch statistics),
-    and the masks are OR-ed over `samples` random inputs so a ReLU that happens to be off for one input
-    cannot hide a dependency.
+    Works for any token mixer with `branch_outputs` (`hiremlp.mixers`). The module runs in eval mode (train-mode
+    BatchNorm would couple every pixel through batch statistics), and a GroupNorm's per-sample statistics are held
+    fixed for the same reason (AS-MLP's norms): the masks show what the mixing reaches, not the normalisation.
+    They are OR-ed over `samples` random inputs so a ReLU that happens to be off for one input cannot hide a
+    dependency.
     """
     h, w = size
     i, j = pixel
     if not (0 <= i < h and 0 <= j < w):
         raise ValueError(f"pixel {pixel} is outside the {h}x{w} map")
-    dim = module.proj.in_channels
+    dim = getattr(module, "in_channels", None) or module.proj.in_channels
     was_training = module.training
     module.eval()
     try:
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.randn(samples, dim, h, w, generator=gen, requires_grad=True)
-        outs = module.branch_outputs(x)
-        masks = {}
-        for name, out in outs.items():
-            (grad,) = torch.autograd.grad(out[:, :, i, j].sum(), x, retain_graph=True)
-            masks[name] = (grad.abs().sum(dim=(0, 1)) > 0).numpy()
+        with contextlib.ExitStack() as stack:
+            for norm in module.modules():
+                if isinstance(norm, torch.nn.GroupNorm):
+                    stack.enter_context(_fixed_statistics(norm))
+            gen = torch.Generator().manual_seed(seed)
+            x = torch.randn(samples, dim, h, w, generator=gen, requires_grad=True)
+            outs = module.branch_outputs(x)
+            masks = {}
+            for name, out in outs.items():
+                (grad,) = torch.autograd.grad(out[:, :, i, j].sum(), x, retain_graph=True)
+                masks[name] = (grad.abs().sum(dim=(0, 1)) > 0).numpy()
     finally:
         module.train(was_training)
     return masks
+
+
+@contextlib.contextmanager
+def _fixed_statistics(norm: torch.nn.GroupNorm) -> Iterator[None]:
+    """``norm`` with its mean and variance treated as constants by autograd (values unchanged)."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        g = x.reshape(b, norm.num_groups, -1)
+        mean, var = g.mean(-1, keepdim=True).detach(), g.var(-1, unbiased=False, keepdim=True).detach()
+        y = ((g - mean) / torch.sqrt(var + norm.eps)).reshape(x.shape)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return y * norm.weight.reshape(shape) + norm.bias.reshape(shape) if norm.affine else y
+
+    norm.forward = forward
+    try:
+        yield
+    finally:
+        del norm.forward
 
 
 def describe(module: torch.nn.Module) -> str:

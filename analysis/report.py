@@ -120,6 +120,8 @@ def report_study(study: Any, protocol: str, run_root: Path, storage: str | None 
             figs["interaction"] = interaction_figure(spec, summary.attrs["seeds_by_row"], title)
     if summary.attrs["sizes"]:
         figs["accuracy_vs_resolution"] = figures.accuracy_vs_resolution(summary, size, title)
+    for stem in getattr(spec, "figures", ()):  # the study's own, e.g. accuracy against MACs
+        figs[stem] = getattr(figures, stem)(summary, title)
     for stem, fig in figs.items():
         figures.save(fig, out, stem)
 

@@ -3,6 +3,7 @@
     python benchmarks/bench.py                       # CPU (and GPU when present): smoke / cifar_tiny / tiny
     python benchmarks/bench.py --presets tiny --batch-size 128 --compile --cpu-bf16
     python benchmarks/bench.py --cpu-step --cpu-step-baseline ef6f0dd --rounds 5   # the cpu protocol's step
+    python benchmarks/bench.py --presets smoke --mixers all    # token mixers side by side (mixers study)
 
 ``--cpu-step`` times only the ``cpu`` protocol's training step (``protocol_step``: its model, batch 128, the
 recipe's optimiser and parameter groups, channels-last) now, now without the CPU trial's allocator setting, and
@@ -132,10 +133,14 @@ def gemm_replay(calls: list[tuple], device: str) -> Callable[[], None]:
 
 
 def measure(preset: str, impl: str, device: str, size: int, batch: int, steps: int, channels_last: bool,
-            bf16: bool, compile: bool) -> dict:
+            bf16: bool, compile: bool, mixer: str = "hire") -> dict:
     """One configuration, in this process: train step and inference images/s, and the GEMM-only floor."""
     torch.manual_seed(0)
-    model = hiremlp.create_model(preset, num_classes=10, impl=impl).to(device)
+    if device == "cuda":  # TF32 for matmuls and convolutions alike, as training sets it
+        from lightning_modules.cuda_settings import use_training_math
+
+        use_training_math()
+    model = hiremlp.create_model(preset, num_classes=10, impl=impl, mixer=mixer).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     macs = hiremlp.count_macs(model, size)
@@ -170,6 +175,7 @@ def measure(preset: str, impl: str, device: str, size: int, batch: int, steps: i
     model.eval()
     infer_s = best_time(infer_step, device, steps)
     return {"train_img_s": batch / train_s, "infer_img_s": batch / infer_s, "macs": macs,
+            "params": hiremlp.count_params(model),
             "train_flops": 6 * macs * batch / train_s, "gemm_share": gemm_s / train_s,
             "gemm_flops": 6 * macs * batch / gemm_s, "gemm_calls": len(recorder.calls),
             "first_step_s": first_step_s, "peak_mb": peak_memory_mb(device)}
@@ -279,14 +285,17 @@ def cpu_step_table(args: argparse.Namespace) -> None:
           "than the wall clock, and with several threads it also counts their waiting)")
 
 
-def agreement(preset: str, size: int) -> float:
-    """Largest difference between fast (channels-last) and reference (NCHW) logits: same weights, same batch."""
+def agreement(preset: str, size: int, device: str = "cpu", bf16: bool = False) -> float:
+    """Largest difference between fast (channels-last) and reference (NCHW) logits: same weights, same batch, on
+    ``device`` (a GPU runs other kernels than the CPU), in fp32 or under bf16 autocast."""
     torch.manual_seed(0)
-    fast = hiremlp.create_model(preset, num_classes=10).to(memory_format=torch.channels_last)
-    ref = hiremlp.create_model(preset, num_classes=10, impl="reference")
+    fast = hiremlp.create_model(preset, num_classes=10).to(device).to(memory_format=torch.channels_last)
+    ref = hiremlp.create_model(preset, num_classes=10, impl="reference").to(device)
     ref.load_state_dict(fast.state_dict())
-    x = torch.randn(8, 3, size, size)
-    return (fast(x.contiguous(memory_format=torch.channels_last)) - ref(x)).abs().max().item()
+    x = torch.randn(8, 3, size, size, device=device)
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        diff = fast(x.contiguous(memory_format=torch.channels_last)).float() - ref(x).float()
+    return diff.abs().max().item()
 
 
 def run_child(args: argparse.Namespace, spec: dict, mode: str = "--child", extra_env: dict | None = None) -> dict:
@@ -327,6 +336,33 @@ def label(cfg: dict) -> str:
     return cfg["impl"] + (" + " + " + ".join(extra) if extra else "")
 
 
+def mixer_table(args: argparse.Namespace, device: str, presets: list[str], mixers: list[str]) -> None:
+    """Token mixers side by side in one network (``--mixers``): the fast path, channels-last, fp32, each mixer
+    in its own process and the rounds interleaved, so "AS-MLP is faster" is measured under one load."""
+    header = ("preset", "size", "mixer", "params (M)", "MACs (M)", "train img/s", "infer img/s", "peak MB",
+              "train vs hire", "infer vs hire")
+    print(f"\n### token mixers on {device}: fast impl, channels_last, fp32, batch {args.batch_size}")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for preset in presets:
+        size = DEFAULT_SIZES.get(preset, hiremlp.PRESET_IMAGE_SIZE[preset])
+        specs = [dict(preset=preset, impl="fast", device=device, size=size, batch=args.batch_size,
+                      steps=args.steps, channels_last=True, bf16=False, compile=False, mixer=m) for m in mixers]
+        runs: list[list[dict]] = [[] for _ in specs]
+        for _ in range(args.rounds):
+            for i, spec in enumerate(specs):
+                runs[i].append(run_child(args, spec))
+        best = dict(zip(mixers, (fastest(r) for r in runs), strict=True))
+        hire = best.get("hire", {})
+        for mixer, r in best.items():
+            if "error" in r:
+                print(f"| {preset} | {size} | {mixer} | failed: {r['error']} |")
+                continue
+            rel = [f"{r[k] / hire[k]:.2f}x" if k in hire else "-" for k in ("train_img_s", "infer_img_s")]
+            print(f"| {preset} | {size} | {mixer} | {r['params'] / 1e6:.3f} | {r['macs'] / 1e6:.1f} | "
+                  f"{r['train_img_s']:.1f} | {r['infer_img_s']:.1f} | {r['peak_mb']:.0f} | {rel[0]} | {rel[1]} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default="smoke,cifar_tiny,tiny")
@@ -343,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
                              "fraction of a large matmul's FLOP/s")
     parser.add_argument("--cpu-step-baseline", metavar="REF",
                         help="add a row for the model code (hiremlp/) at git REF, timed in the same rounds")
+    parser.add_argument("--mixers", default="", help="comma-separated token mixers (hiremlp.config.MIXERS, or "
+                        "'all'): print their speed table instead of the implementations'")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-step", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -368,10 +406,19 @@ def main(argv: list[str] | None = None) -> int:
     for impl in args.impls.split(","):
         if impl not in hiremlp.config.IMPLS:
             parser.exit(2, f"error: impl {impl!r} does not exist; allowed: {', '.join(hiremlp.config.IMPLS)}\n")
+    mixers = list(hiremlp.config.MIXERS) if args.mixers == "all" else [m for m in args.mixers.split(",") if m]
+    for mixer in mixers:
+        if mixer not in hiremlp.config.MIXERS:
+            parser.exit(2, f"error: mixer {mixer!r} does not exist; allowed: {', '.join(hiremlp.config.MIXERS)}, "
+                           "all\n")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else \
         args.devices.split(",")
     print(f"# torch {torch.__version__}, {machine()}"
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
+    if mixers:
+        for device in devices:
+            mixer_table(args, device, presets, mixers)
+        return 0
     for device in devices:
         yardstick = matmul_flops(device)
         print(f"\n## {device}: large fp32 matmul {yardstick / 1e9:.1f} GFLOP/s; batch {args.batch_size}, "
@@ -382,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         print("|" + "---|" * len(header))
         for preset in presets:
             size = DEFAULT_SIZES.get(preset, hiremlp.PRESET_IMAGE_SIZE[preset])
-            diff = agreement(preset, size)
+            diff = agreement(preset, size, device)
             rows = configurations(args, device)
             specs = [dict(preset=preset, device=device, size=size, batch=args.batch_size, steps=args.steps, **r)
                      for r in rows]
@@ -404,7 +451,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['gemm_flops'] / yardstick:.0%} | {speedup} |")
                 if cfg["compile"]:
                     print(f"|  | | (compile + first step took {r['first_step_s']:.0f} s) | | | | | | | | | |")
-            print(f"|  | | fast vs reference: max abs diff of logits {diff:.1e} | | | | | | | | | |")
+            bf16 = (f", bf16 autocast {agreement(preset, size, device, bf16=True):.1e}"
+                    if device == "cuda" or args.cpu_bf16 else "")
+            print(f"|  | | fast vs reference: max abs diff of logits {diff:.1e} ({device} fp32{bf16})"
+                  " | | | | | | | | | |")
     return 0
 
 

@@ -17,6 +17,9 @@ SHIFT_SCHEDULES = ("official", "paper")
 FUSIONS = ("reweight", "sum")
 NORMS = ("batch", "layer")
 IMPLS = ("fast", "reference")
+MIXERS = ("hire", "as_mlp", "vip", "cycle", "dwconv", "channel_only")
+#: Fields that only one token mixer reads; left out of :meth:`HireMLPConfig.spec` under any other mixer.
+MIXER_FIELDS = {"as_mlp": ("shift_size",), "vip": ("vip_image_size",)}
 
 _CHOICES = {
     "padding": PADDINGS,
@@ -25,6 +28,7 @@ _CHOICES = {
     "fusion": FUSIONS,
     "norm": NORMS,
     "impl": IMPLS,
+    "mixer": MIXERS,
 }
 
 
@@ -136,6 +140,9 @@ class HireMLPConfig:
     the paper's text LayerNorm); stem, downsampling and the h/w bottleneck keep BatchNorm as released.
     ``fusion='sum'`` replaces the split-attention reweighting by the paper's plain sum; the output projection stays.
     ``impl`` chooses the arithmetic, not the model: both implementations share parameters and give equal outputs.
+    ``mixer`` puts another token mixer in every block's Hire module's place (``hiremlp.mixers``); the Hire-specific
+    fields are then unused. ``shift_size`` is AS-MLP's number of shifted channel groups; ``vip_image_size`` the
+    image size ViP's height/width weights are sized for (they hold one weight per row of the map).
     """
 
     embed_dims: tuple[int, ...] = (64, 128, 320, 512)
@@ -158,6 +165,9 @@ class HireMLPConfig:
     in_chans: int = 3
     num_classes: int = 1000
     impl: str = "fast"
+    mixer: str = "hire"
+    shift_size: int = 5
+    vip_image_size: int = 224
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -180,8 +190,12 @@ class HireMLPConfig:
         put(self, "mlp_ratio", parse_float("mlp_ratio", self.mlp_ratio, 0.25, 64.0))
         put(self, "drop_path_rate", parse_float("drop_path_rate", self.drop_path_rate, 0.0, 1.0))
         for name, minimum in (("stem_kernel", 1), ("stem_stride", 1), ("stem_padding", 0), ("in_chans", 1),
-                              ("num_classes", 1)):
+                              ("num_classes", 1), ("vip_image_size", 1)):
             put(self, name, _to_int(name, getattr(self, name), minimum, name))
+        shift_size = _to_int("shift_size", self.shift_size, 1, "shift_size")
+        if shift_size % 2 == 0:
+            _fail("shift_size", self.shift_size, "an odd integer >= 1 (groups shift by -k..k)")
+        put(self, "shift_size", shift_size)
 
     @property
     def num_stages(self) -> int:
@@ -215,6 +229,19 @@ class HireMLPConfig:
             elif isinstance(value, tuple):
                 value = ",".join(str(v) for v in value)
             flat[name] = value
+        return flat
+
+    def spec(self) -> dict[str, int | float | str | bool]:
+        """:meth:`to_flat` without what does not change the network: ``mixer`` when it is ``hire`` and each
+        mixer's own fields under another mixer. So configs written before the mixer switch keep their study
+        names (sweeps hash this), and a Hire model's spec does not depend on AS-MLP's shift size."""
+        flat = self.to_flat()
+        for mixer, names in MIXER_FIELDS.items():
+            if self.mixer != mixer:
+                for name in names:
+                    flat.pop(name)
+        if self.mixer == "hire":
+            flat.pop("mixer")
         return flat
 
     @classmethod

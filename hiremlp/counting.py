@@ -69,21 +69,28 @@ def map_sizes(cfg: HireMLPConfig, image_size: int | tuple[int, int]) -> list[tup
 
 
 def stage_plan(cfg: HireMLPConfig, image_size: int | tuple[int, int]) -> list[StagePlan]:
-    """Per stage: map size, region size, rows/columns of padding, and why it cannot run (None if it can)."""
+    """Per stage: map size, region size, rows/columns of padding, and why it cannot run (None if it can).
+
+    Regions and padding are the Hire module's: under another ``mixer`` regions are 1x1 and nothing pads."""
     plans = []
+    hire = cfg.mixer == "hire"
+    vip_maps = map_sizes(cfg, cfg.vip_image_size) if cfg.mixer == "vip" else None
     for i, (h, w) in enumerate(map_sizes(cfg, image_size)):
-        rh, rw = cfg.region_sizes[i] if cfg.inner_region else (1, 1)
+        rh, rw = cfg.region_sizes[i] if cfg.inner_region and hire else (1, 1)
         reasons = []
         if h < 1 or w < 1:
             reasons.append(f"the input is too small: stage {i + 1} map would be {h}x{w}")
-        else:
+        elif vip_maps is not None and vip_maps[i] != (h, w):
+            reasons.append(f"stage {i + 1} vip: map {h}x{w}, but its height/width weights are sized for "
+                           f"{vip_maps[i][0]}x{vip_maps[i][1]} (vip_image_size={cfg.vip_image_size})")
+        elif hire:
             for branch, n, r, side in (("h", h, rh, "height"), ("w", w, rw, "width")):
                 problem = padding_problem(n, r, cfg.padding) if branch in cfg.branches else None
                 if problem:
                     reasons.append(f"stage {i + 1} {side} branch: map {side} {n} with region {r}, "
                                    f"padding={cfg.padding!r}: {problem}")
-        pad_rows = pad_amount(h, rh) if "h" in cfg.branches and h > 0 else 0
-        pad_cols = pad_amount(w, rw) if "w" in cfg.branches and w > 0 else 0
+        pad_rows = pad_amount(h, rh) if hire and "h" in cfg.branches and h > 0 else 0
+        pad_cols = pad_amount(w, rw) if hire and "w" in cfg.branches and w > 0 else 0
         plans.append(StagePlan(i + 1, (h, w), (rh, rw), pad_rows, pad_cols, "; ".join(reasons) or None))
     return plans
 

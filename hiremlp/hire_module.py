@@ -92,7 +92,8 @@ class SplitAttention(nn.Module):
         # vectorised along the channels; each branch is added with one addcmul.
         pooled = sum(out.sum((2, 3), keepdim=True) for out in outs) / (outs[0].shape[2] * outs[0].shape[3])
         weights = self.fc2(self.act(self.fc1(pooled))).reshape(b, c, self.n).transpose(1, 2).softmax(1)
-        weights = weights.transpose(0, 1)[..., None, None]
+        # CUDA autocast runs softmax in float32: cast back, or every full-size product below is float32 too
+        weights = weights.transpose(0, 1)[..., None, None].to(outs[0].dtype)
         fused = outs[0] * weights[0]
         for k in range(1, self.n):
             fused = fused.addcmul(outs[k], weights[k])

@@ -62,6 +62,6 @@ class PatchConv(nn.Conv2d):
         return y.permute(0, 3, 1, 2)
 
 
-def pointwise(cin: int, cout: int, impl: str = "fast") -> nn.Conv2d:
+def pointwise(cin: int, cout: int, impl: str = "fast", bias: bool = True) -> nn.Conv2d:
     """A 1x1 convolution layer: the released code's ``nn.Conv2d`` for ``impl='reference'``, else the matmul form."""
-    return nn.Conv2d(cin, cout, 1) if impl == "reference" else PointwiseConv(cin, cout)
+    return nn.Conv2d(cin, cout, 1, bias=bias) if impl == "reference" else PointwiseConv(cin, cout, bias=bias)

@@ -35,7 +35,7 @@ import itertools
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, fields
 
-from .config import HireMLPConfig
+from .config import MIXER_FIELDS, HireMLPConfig
 from .counting import check_input_size, map_sizes
 from .cross_region import pad_amount, shuffle_order
 
@@ -162,6 +162,9 @@ def mixing_plan(cfg: HireMLPConfig, image_size: int | tuple[int, int]) -> list[l
         rh, rw = cfg.region_sizes[i] if cfg.inner_region else (1, 1)
         blocks = []
         for b, step in enumerate(cfg.block_steps(i)):
+            if cfg.mixer != "hire":  # no regions: `network_form` tells mixers apart by the `mixer` field
+                blocks.append(BlockPlan(i + 1, b + 1, 0, None, None))
+                continue
             hp = branch_plan(h, rh, step, cfg.cross_region, cfg.padding, "h") if "h" in cfg.branches else None
             wp = branch_plan(w, rw, step, cfg.cross_region, cfg.padding, "w") if "w" in cfg.branches else None
             blocks.append(BlockPlan(i + 1, b + 1, step, hp, wp))
@@ -209,6 +212,7 @@ def inert_steps(cfg: HireMLPConfig, image_size: int | tuple[int, int]) -> list[I
 def model_fields(cfg: HireMLPConfig) -> dict[str, object]:
     """The fields that are neither mixing nor arithmetic: they must agree for two configs to be one network."""
     skip = set(MIXING_FIELDS) | set(NOT_MODEL_FIELDS)
+    skip |= {n for mixer, names in MIXER_FIELDS.items() if mixer != cfg.mixer for n in names}
     return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in skip}
 
 

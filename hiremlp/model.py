@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import HireMLPConfig
-from .hire_module import HireModule
 from .matmul_conv import PatchConv, pointwise
+from .mixers import make_mixer
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -63,16 +63,16 @@ class ConvNormAct(nn.Sequential):
 
 
 class HireBlock(nn.Module):
-    """``x + DropPath(HireModule(norm(x)))``, then ``x + DropPath(ChannelMLP(norm(x)))``."""
+    """``x + DropPath(mixer(norm(x)))``, then ``x + DropPath(ChannelMLP(norm(x)))``.
+
+    The mixer is the Hire module unless ``cfg.mixer`` chooses another (``hiremlp.mixers``).
+    """
 
     def __init__(self, cfg: HireMLPConfig, stage: int, block: int, step: int, drop_path: float) -> None:
         super().__init__()
         dim = cfg.embed_dims[stage]
         self.norm1 = make_norm(cfg.norm, dim)
-        self.mixer = HireModule(
-            dim, region_size=cfg.region_sizes[stage], shift=(step, step), padding=cfg.padding,
-            cross_region=cfg.cross_region, branches=cfg.branches, fusion=cfg.fusion,
-            inner_region=cfg.inner_region, impl=cfg.impl, where=f"stage {stage + 1} block {block + 1}: ")
+        self.mixer = make_mixer(cfg, stage, step, where=f"stage {stage + 1} block {block + 1}: ")
         self.drop_path = DropPath(drop_path)
         self.norm2 = make_norm(cfg.norm, dim)
         self.mlp = ChannelMLP(dim, cfg.mlp_ratio, cfg.impl)

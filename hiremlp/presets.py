@@ -13,12 +13,13 @@ _LARGE_DIMS = (96, 192, 384, 768)
 # A 32 px image through a 3x3 stride-1 stem keeps 32 px for stage 1: maps 32, 16, 8, 4. With the paper's regions
 # (4, 3, 3, 2) every stage has at least two regions per axis, as at 224 px (56, 28, 14, 7), so every row of Tables
 # 3-7 is a different network (`hiremlp.mixing_plan`), and stages 2 and 3 pad (2 and 1 rows; 224 px pads 2, 1, 1).
-_CIFAR_STEM = dict(stem_kernel=3, stem_stride=1, stem_padding=1, num_classes=10)
+_CIFAR_STEM = dict(stem_kernel=3, stem_stride=1, stem_padding=1, num_classes=10, vip_image_size=32)
 # The earlier 3x3 stride-2 stem (maps 16, 8, 4, 2, a quarter of the MACs): stage 4 is one region per axis, so
 # Table 3's 3-3-3-2 / 3-3-3-3 and 4-3-3-2 / 4-3-3-3 are the same network, every stage-4 shift or shuffle is inert,
 # and so is stage 3's roll by 4 (Table 4's 2-2-2-2 on a 4-row map, in the presets whose stage 3 has 3+ blocks).
-# Kept under their own names (`*_s2`) for comparison with earlier runs.
-_CIFAR_STEM_S2 = dict(stem_kernel=3, stem_stride=2, stem_padding=1, num_classes=10)
+# Kept under their own names (`*_s2`) for comparison with earlier runs. `vip_image_size`: the CIFAR presets are
+# meant for 32 px, so a `mixer='vip'` model of them sizes its height/width weights for 32 px (the default, 224).
+_CIFAR_STEM_S2 = dict(stem_kernel=3, stem_stride=2, stem_padding=1, num_classes=10, vip_image_size=32)
 
 PRESETS: dict[str, HireMLPConfig] = {
     "tiny": HireMLPConfig(embed_dims=_SMALL_DIMS, depths=(2, 2, 4, 2)),

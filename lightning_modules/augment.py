@@ -118,6 +118,16 @@ class RandAugment:
                  fill: tuple[float, float, float] = (0.5, 0.5, 0.5)) -> None:
         self.num_ops, self.magnitude, self.magnitude_std = num_ops, magnitude, magnitude_std
         self.fill = fill
+        self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _warp_constants(self, h: int, w: int, dev: torch.device, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rotation centre (1, 2), fill (3,)), made once per size, device and dtype: ``torch.tensor(...,
+        device=cuda)`` is a host-to-device copy that waits for the queued kernels, in every layer of every batch."""
+        key = (h, w, dev, dt)
+        if key not in self._constants:
+            self._constants[key] = (torch.tensor([[(w - 1) / 2, (h - 1) / 2]], device=dev, dtype=dt),
+                                    torch.tensor(self.fill, device=dev, dtype=dt))
+        return self._constants[key]
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         b, dev = x.shape[0], x.device
@@ -174,10 +184,10 @@ class RandAugment:
         m[:, 0, 2] -= torch.where(is_op["translate_x"], shift * w, 0.0)
         m[:, 1, 2] -= torch.where(is_op["translate_y"], shift * h, 0.0)
         angle = torch.where(is_op["rotate"], 30.0 * level * sign, 0.0).to(dt)  # timm: 30 m degrees, CCW
-        center = torch.tensor([[(w - 1) / 2, (h - 1) / 2]], device=dev, dtype=dt).expand(b, 2)
-        rot = kornia.geometry.transform.get_rotation_matrix2d(center, angle, torch.ones(b, 2, device=dev, dtype=dt))
+        center, fill = self._warp_constants(h, w, dev, dt)
+        rot = kornia.geometry.transform.get_rotation_matrix2d(center.expand(b, 2), angle,
+                                                              torch.ones(b, 2, device=dev, dtype=dt))
         m[:, :2] = torch.where(is_op["rotate"].view(-1, 1, 1), rot, m[:, :2])
-        fill = torch.tensor(self.fill, device=dev, dtype=dt)
         return kornia.geometry.transform.warp_affine(x, m[:, :2], (h, w), mode="bilinear", padding_mode="fill",
                                                      align_corners=True, fill_value=fill)
 

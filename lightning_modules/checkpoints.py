@@ -49,20 +49,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class TrainingRNG(pl.Callback):
-    """Saves the global torch RNG states (CPU and every CUDA device) with each checkpoint; restores them when
-    training resumes, just before the first resumed batch, so nothing in between can draw from them."""
+    """Saves the global torch RNG states with each checkpoint (the CPU's, and the CUDA generator of the device each
+    rank trains on, gathered rank by rank); restores them when training resumes, just before the first resumed
+    batch, so nothing in between can draw from them.
+
+    Per rank, not per visible device: ``torch.cuda.get_rng_state_all()`` would give every rank rank 0's view of all
+    the devices it can see, and a checkpoint written where more GPUs were visible than where it is resumed (a cell
+    retried by a worker pinned with ``CUDA_VISIBLE_DEVICES``) would fail to load on every retry. A run resumed on
+    fewer ranks than it was saved with gives rank r the state of saved rank r (rank 0's if there is none).
+    """
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self._trainer: pl.Trainer | None = None
 
     @property
     def state_key(self) -> str:
         return "TrainingRNG"
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
     def state_dict(self) -> dict[str, Any]:
-        state = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
+        state: dict[str, Any] = {"torch": torch.get_rng_state()}
+        device = self._trainer.strategy.root_device if self._trainer is not None else None
+        if device is not None and device.type == "cuda":
+            state["cuda_by_rank"] = gather_rank_states(self._trainer, torch.cuda.get_rng_state(device))
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -72,9 +84,34 @@ class TrainingRNG(pl.Callback):
         if self._pending is None:
             return
         torch.set_rng_state(self._pending["torch"])
-        if "cuda" in self._pending and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(self._pending["cuda"])
+        device = trainer.strategy.root_device
+        saved = cuda_state_for(self._pending, trainer.global_rank, device)
+        if saved is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(saved, device)
         self._pending = None
+
+
+def gather_rank_states(trainer: pl.Trainer, state: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's copy of ``state`` (a uint8 RNG state), in rank order; ``[state]`` in a single process. Every
+    rank calls it: Lightning builds a checkpoint's contents on all ranks before rank 0 writes it."""
+    if trainer.world_size <= 1:
+        return [state]
+    gathered = trainer.strategy.all_gather(state.to(trainer.strategy.root_device))
+    return [row.cpu() for row in gathered]
+
+
+def cuda_state_for(saved: dict[str, Any], rank: int, device: torch.device) -> torch.Tensor | None:
+    """The CUDA RNG state this rank restores from a checkpoint's ``TrainingRNG`` state, or None if it has none.
+
+    Checkpoints made before per-rank states hold ``cuda``: one state per device index of the saving process."""
+    if saved.get("cuda_by_rank"):
+        states = saved["cuda_by_rank"]
+        return states[rank] if rank < len(states) else states[0]
+    if saved.get("cuda"):
+        states = saved["cuda"]
+        index = device.index or 0
+        return states[index] if index < len(states) else states[0]
+    return None
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -98,7 +135,9 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         final = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
-        if final or time.monotonic() - self._since >= self.every_s:
+        due = final or time.monotonic() - self._since >= self.every_s
+        # rank 0's clock decides for all: a rank that saved alone would wait in the checkpoint's barrier forever
+        if trainer.strategy.broadcast(due, src=0):
             super().on_train_epoch_end(trainer, pl_module)
             self._since = time.monotonic()
 

@@ -54,7 +54,7 @@ class HireMLPClassifier(pl.LightningModule):
         self.recipe = Recipe().replace(**{k: hparams.pop(k) for k in keep if k in hparams})  # validated there
         model_cfg = hiremlp.HireMLPConfig.from_flat(hparams)  # ValueError on unknown or bad keys
         recipe = {k: v for k, v in dataclasses.asdict(self.recipe).items() if k in keep}
-        self.save_hyperparameters({**model_cfg.to_flat(), **recipe, **options})
+        self.save_hyperparameters({**model_cfg.spec(), **recipe, **options})  # a Hire model's: as before mixers
         self.model = hiremlp.build_model(model_cfg)
         if options["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -80,18 +80,22 @@ class HireMLPClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------ bookkeeping
     def _accumulate(self, prefix: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        """Sum loss*n, correct and n on the device; no host sync per step."""
-        n = torch.tensor(float(len(y)), device=loss.device)
+        """Sum loss*n, correct and n on the device; no host sync per step (``torch.full`` fills on the device,
+        where ``torch.tensor(..., device=cuda)`` copies from the host and waits)."""
+        n = torch.full((), float(len(y)), device=loss.device)
         stats = torch.stack([loss.detach().float() * n, (logits.argmax(-1) == y).sum().float(), n])
         self._sums[prefix] = self._sums[prefix] + stats if prefix in self._sums else stats
 
-    def epoch_stats(self, prefix: str) -> dict[str, float]:
+    def epoch_stats(self, prefix: str, reduce: bool = True) -> dict[str, float]:
         """Mean loss and accuracy (percent) of the running epoch for 'train' | 'val' | 'test'.
 
         Under data-parallel training the first call of an epoch all-reduces the sums of every rank (so the
         numbers are global, not this rank's shard); every rank makes the same calls in the same hooks.
+        ``reduce=False`` reads this rank's sums as they are, for a caller that runs on one rank only (the
+        progress bar): a collective there would wait for ranks that never enter it.
         """
-        if self._trainer is not None and self.trainer.world_size > 1 and prefix not in self._reduced:
+        if (reduce and self._trainer is not None and self.trainer.world_size > 1
+                and prefix not in self._reduced):
             local = self._sums.get(prefix, torch.zeros(3, device=self.device))  # a rank may have had no batch
             self._sums[prefix] = all_reduce_sum(local)
             self._reduced.add(prefix)
@@ -238,18 +242,25 @@ class HireMLPClassifier(pl.LightningModule):
         predicted class and label per image (``pred``, ``label``, CPU tensors), which the run keeps."""
         model, was_training = self.eval_model, self.eval_model.training
         model.eval()
-        loss_sum = correct = n = 0.0
+        # summed on the device and read once: float64 adds of each batch's float32 sum, as the host's float did
+        loss_sum = correct = None
+        n = 0
         preds, labels = [], []
         try:
             for x, y in batches:
                 with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     logits = model(x).float()
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += (logits.argmax(-1) == y).sum().item()
+                batch_loss = F.cross_entropy(logits, y, reduction="sum").double()
+                pred_b = logits.argmax(-1)
+                batch_correct = (pred_b == y).sum()
+                loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+                correct = batch_correct if correct is None else correct + batch_correct
                 n += len(y)
-                preds.append(logits.argmax(-1))
+                preds.append(pred_b)
                 labels.append(y)
         finally:
             model.train(was_training)
         pred, label = (torch.cat(t).cpu() if t else torch.zeros(0, dtype=torch.long) for t in (preds, labels))
-        return {"loss": loss_sum / max(n, 1), "acc": 100.0 * correct / max(n, 1), "pred": pred, "label": label}
+        if loss_sum is None:
+            return {"loss": 0.0, "acc": 0.0, "pred": pred, "label": label}
+        return {"loss": loss_sum.item() / n, "acc": 100.0 * correct.item() / n, "pred": pred, "label": label}

@@ -88,7 +88,7 @@ class EpochBar(TQDMProgressBar):
         for key in ("images_per_s", "epoch_s"):
             items.pop(key, None)
         if hasattr(pl_module, "epoch_stats"):  # the sums of the epoch that is training (or just trained)
-            stats = pl_module.epoch_stats("train")
+            stats = pl_module.epoch_stats("train", reduce=False)  # rank 0 alone draws the bar: no collective
             items.update({k: f"{v:.3f}" for k, v in stats.items() if math.isfinite(v)})
             items["lr"] = f"{pl_module.current_lr():.3g}"
         return items

@@ -32,6 +32,7 @@ import hiremlp
 
 from .checkpoints import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, checkpoint_dir, resumable_checkpoint
 from .classifier import HireMLPClassifier
+from .cuda_settings import use_training_math
 from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
 from .dataset_classes import dataset_classes
 from .distributed import trainer_kwargs
@@ -211,9 +212,11 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     run_dir = Path(cfg.run_dir or default_run_dir())
     run_dir.mkdir(parents=True, exist_ok=True)
     recipe = {k: v for k, v in cfg.recipe.to_flat().items() if k != "drop_path"}  # that one is in the model
-    hparams = {**model_cfg.to_flat(), **recipe, "channels_last": res["channels_last"], "compile": cfg.compile}
+    # spec(), not to_flat(): a Hire model's record (and so its checkpoint's resumability) is what it was before
+    # the token-mixer fields existed
+    hparams = {**model_cfg.spec(), **recipe, "channels_last": res["channels_last"], "compile": cfg.compile}
     config = {"run": {**dataclasses.asdict(cfg), "run_dir": str(run_dir)}, "resolved": res,
-              "model": model_cfg.to_flat(), "hparams": hparams}
+              "model": model_cfg.spec(), "hparams": hparams}
     ckpt, note = resumable_checkpoint(run_dir, json.loads(json.dumps(config, default=str)), RUN_CONTROL)
     if note:
         warnings.warn(note, stacklevel=2)
@@ -224,8 +227,11 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     with _quiet(cfg.progress == "off"):
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            use_training_math()
+        if cfg.compile:  # a long-lived worker: earlier runs' graphs would count against Dynamo's recompile limit
+            from torch import _dynamo
+
+            _dynamo.reset()
         dm = _datamodule(cfg, device, res["channels_last"], image_size)
         dm.prepare_data()
         if res["world_size"] == 1:  # under DDP Lightning sets it up once each rank has its device

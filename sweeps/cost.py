@@ -8,8 +8,10 @@ the best source there is, and the dry run names it:
    of another study, another epoch count or subset size still count). The cheapest and the most faithful: it
    includes data handling, Lightning, validation and each trial's warm-up, on this machine.
 2. `measured`: synthetic training steps of the first row here, at the protocol's batch size, channels-last
-   layout and precision, fused AdamW, timed after warm-up steps; evaluation timed at the evaluation batch size;
-   the warm-up's extra time is charged once per trial.
+   layout and precision, fused AdamW, each batch through the recipe's on-device augmentation, timed after
+   warm-up steps; evaluation timed at the evaluation batch size; the warm-up's extra time is charged once per
+   trial. Lightning's loop is not in it (a few percent); on a GPU, `benchmarks/gpu_check.py` records real trials,
+   which make the estimate `recorded`.
 3. `assumed`: a round throughput for a device that is not here to measure (a GPU protocol on a CPU machine).
 
 Process start-up (imports, storage) is paid once per worker and is not included.
@@ -177,10 +179,15 @@ class Measured:
 
 def measure(model, protocol: Protocol, device: str, warmup_steps: int = 2, budget_s: float = 1.5) -> Measured:
     """Images/s of training steps as a trial takes them (the protocol's batch size, channels-last, its precision,
-    fused AdamW, label-smoothed cross-entropy) on synthetic data, timed after `warmup_steps`; and of evaluation."""
+    fused AdamW, label-smoothed cross-entropy, the recipe's on-device augmentation) on synthetic images, timed
+    after `warmup_steps`; and of evaluation."""
     import torch
 
     cuda = device == "cuda"
+    if not cuda:
+        from lightning_modules.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # as a CPU trial runs (lightning_modules/run.py), else its page faults are timed too
     precision = ("bf16-mixed" if cuda else "32") if protocol.precision == "auto" else str(protocol.precision)
     amp = torch.bfloat16 if precision == "bf16-mixed" else None
     model = model.to(device).to(memory_format=torch.channels_last).train()
@@ -188,8 +195,16 @@ def measure(model, protocol: Protocol, device: str, warmup_steps: int = 2, budge
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, fused=True)
     batch, eval_batch = recipe.batch_size, max(recipe.batch_size, EVAL_BATCH_MIN)
     size = image_size(protocol)
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    # each step's batch goes through the recipe's on-device augmentation, as in training; the images are synthetic
+    import numpy as np
+
+    from lightning_modules.gpu_loader import DeviceAugment
+
+    augment = DeviceAugment(recipe, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), torch.device(device), channels_last=True)
+    raw = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
     y = torch.randint(0, num_classes(protocol), (batch,), device=device)
+    gen, host_rng = torch.Generator(device=device), np.random.default_rng(0)
+    gen.manual_seed(0)
 
     def sync() -> float:
         if cuda:
@@ -197,6 +212,7 @@ def measure(model, protocol: Protocol, device: str, warmup_steps: int = 2, budge
         return time.perf_counter()
 
     def train_step() -> None:
+        x = augment.mix(augment.finish(raw, gen), y, host_rng)[0]
         with torch.autocast(device, dtype=amp or torch.float32, enabled=amp is not None):
             loss = torch.nn.functional.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -275,7 +291,8 @@ def estimate(study: Study, protocol: Protocol, rows: list[str], seeds: int, eval
         note = (f"row {known[0]!r} on {kind}: {m.train_images_per_s:,.0f} train images/s at batch {m.batch}, "
                 f"{m.eval_images_per_s:,.0f} eval images/s at batch {m.eval_batch}, channels_last, precision "
                 f"{m.precision}, after {m.warmup_steps} warm-up steps (+{m.warmup_extra_s:.1f} s per trial); "
-                f"synthetic data; other rows scaled by MACs")
+                f"synthetic images through the recipe's on-device augmentation; Lightning's loop not included "
+                f"(+3% on a CPU, benchmarks/overhead.py); other rows scaled by MACs")
         return Estimate(macs, params, total, seconds, note, "measured")
     rate = ASSUMED_MACS_PER_S[kind]
     note = f"{rate / 1e9:,.0f} GMAC/s sustained on {kind} (a guess: no {kind} here to measure, no recorded trials)"

@@ -53,7 +53,7 @@ def spec(study: Study, protocol: Protocol) -> dict:
         "base_preset": study.base_preset or protocol.preset,
         # the preset's fields, so a preset changed in place (smoke's 32 px stem) is a new study, never mixed with runs
         # of the old model
-        "base_config": PRESETS[study.base_preset or protocol.preset].to_flat(),
+        "base_config": PRESETS[study.base_preset or protocol.preset].spec(),
         "rows": {r.label: dict(r.overrides) for r in study.rows},
         "eval_sizes": list(study.eval_sizes),
         "protocol": protocol.spec(),

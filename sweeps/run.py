@@ -424,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, StorageError, preflight.PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except worker.BrokenDeviceError as e:
+        print(f"error: {e}; run the same command again (a new process gets a new CUDA context)", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked FAIL; run the same command again to continue",
               file=sys.stderr)

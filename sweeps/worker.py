@@ -226,6 +226,8 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
         except Exception as e:  # noqa: BLE001 - any failure of one trial is recorded, the sweep goes on
             state, reason = TrialState.FAIL, failure_reason(e)
     elapsed = time.time() - t0
+    if reason.startswith("out of memory"):
+        _free_gpu_memory()  # here, not inside the handler: the exception's frames held the trial's tensors
 
     for key, value in result.items():
         if key in RESULT_KEYS or key.startswith(("test_acc@", "na@", PREDICTIONS_KEY)):
@@ -249,6 +251,44 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
         sweep.log(f"{state.name.lower():5s} {name}: {reason} ({elapsed:.1f}s)")
     table = sweep.study.kind == "table"
     sweep.log(progress.progress_line(sweep.ostudy, sweep.todo if table else None, sweep.n_trials))
+    if reason.startswith(BROKEN_DEVICE):
+        give_back(sweep, trial, reason)
+
+
+class BrokenDeviceError(RuntimeError):
+    """This process's CUDA context is unusable (a sticky error): the worker stops instead of failing every cell."""
+
+
+BROKEN_DEVICE = "cuda error"
+#: CUDA errors that leave the context unusable: every later kernel of this process fails at once
+STICKY_CUDA_ERRORS = ("device-side assert", "illegal memory access", "unspecified launch failure",
+                      "misaligned address", "illegal instruction", "launch timed out", "cudaerrorlaunchfailure",
+                      "cublas_status_execution_failed", "uncorrectable ecc", "hardware stack error")
+
+
+def is_sticky_cuda_error(e: BaseException) -> bool:
+    """Whether ``e`` is a CUDA error after which this process can run no more kernels."""
+    text = f"{type(e).__name__}: {e}".lower()
+    return any(lib in text for lib in ("cuda", "cublas", "cudnn")) and any(m in text for m in STICKY_CUDA_ERRORS)
+
+
+def give_back(sweep: Sweep, trial: optuna.Trial, reason: str) -> None:
+    """After a sticky CUDA error: re-queue the cell for a healthy worker (once: a cell that broke a device before is
+    left failed, since the fault is then likely its own) and stop this worker with :class:`BrokenDeviceError`."""
+    trials = sweep.ostudy.get_trials(deepcopy=False)
+    this = next(t for t in trials if t.number == trial.number)
+    same = (lambda t: grid.cell_of(t) == grid.cell_of(this)) if sweep.study.kind == "table" else (
+        lambda t: t.params == this.params)
+    earlier = [t for t in trials if t.number != this.number and t.state == TrialState.FAIL and same(t)
+               and str(t.user_attrs.get("fail_reason", "")).startswith(BROKEN_DEVICE)]
+    if earlier:
+        where = f"not re-queued: it broke a device before (trial {earlier[0].number})"
+    else:
+        with grid.grid_lock(sweep.folder):
+            requeue(sweep, this)
+        where = "re-queued for another worker or the next run"
+    raise BrokenDeviceError(f"this worker's CUDA context is broken ({reason}); trial {this.number} {where}; "
+                            "the worker stops rather than fail every remaining cell")
 
 
 def _close(sweep: Sweep, trial: optuna.Trial, state: TrialState, value: float | None = None,
@@ -268,8 +308,9 @@ def failure_reason(e: BaseException) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     name = type(e).__name__
     if "OutOfMemory" in name or "out of memory" in msg.lower():
-        _free_gpu_memory()
         return f"out of memory: {msg}"[:300]
+    if is_sticky_cuda_error(e):
+        return f"{BROKEN_DEVICE} ({name}): {msg}"[:300]
     if "Diverged" in name:
         return f"diverged: {msg}"[:300]
     if isinstance(e, (ValueError, TypeError)):
@@ -277,7 +318,7 @@ def failure_reason(e: BaseException) -> str:
     return f"{name}: {msg}"[:300]
 
 
-RETRY_FIXES = ("never ran", "crashed/stale", "interrupted", "out of memory", "duplicate")
+RETRY_FIXES = ("never ran", "crashed/stale", "interrupted", "out of memory", "duplicate", "cuda error")
 RETRY_REPEATS = ("config error", "diverged")  # the same recipe and seed fail the same way
 
 
@@ -303,15 +344,17 @@ def _free_gpu_memory() -> None:
         import torch
 
         if torch.cuda.is_available():
+            gc.collect()  # Lightning's trainer and module hold each other: only a collection frees them
             torch.cuda.empty_cache()
     except ImportError:
         pass
 
 
 def _flat_config(job: TrialJob) -> dict:
-    """The model's flat config (hiremlp's `to_flat`), or {} if this row does not even build a config."""
+    """The model's flat config (hiremlp's `spec`: a Hire row records no token-mixer fields, as before they
+    existed), or {} if this row does not even build a config."""
     try:
-        return model_config(job).to_flat()
+        return model_config(job).spec()
     except Exception:  # noqa: BLE001 - the trainer will fail this trial with the real reason
         return {}
 

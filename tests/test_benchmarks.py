@@ -86,3 +86,19 @@ def test_a_baseline_child_runs_the_model_code_it_is_given(tmp_path: Path) -> Non
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["hiremlp_from"] == str(old / "hiremlp")
     assert result["batch"] == 128 and result["img_s"] > 0 and not result["kept_memory"]
+
+
+def test_bench_mixers_table_has_a_row_per_mixer_and_rejects_a_bad_mixer() -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--presets", "smoke", "--batch-size", "4",
+           "--steps", "1", "--rounds", "1", "--threads", "1", "--devices", "cpu", "--mixers", "hire,as_mlp,dwconv"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| smoke |")]
+    assert [r[2] for r in rows] == ["hire", "as_mlp", "dwconv"] and rows[0][-2:] == ["1.00x", "1.00x |"]
+    for r in rows:  # params column is the model's own
+        mixer = r[2]
+        model = hiremlp.create_model("smoke", num_classes=10, mixer=mixer)
+        assert float(r[3]) == round(hiremlp.count_params(model) / 1e6, 3) and float(r[5]) > 0
+    bad = subprocess.run(cmd[:-1] + ["hire,axial"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "mixer 'axial' does not exist" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -134,7 +134,8 @@ def test_built_in_study_names_are_unchanged():
     """Recipe rows add a spec key only when a row has one: every built-in table keeps its Optuna name (and so its
     stored trials). The names are main's before study files existed."""
     before = {"region_size": "1b3b4b50", "shift_step": "0ae03f2a", "padding": "657c57aa", "components": "19b4b7a1",
-              "cross_region": "5c98125b", "fidelity": "b9d62e36", "branches": "7177934a", "resolution": "dc028904",
+              "cross_region": "5c98125b", "fidelity": "b9d62e36", "branches": "7177934a", "mixers": "eac8998c",
+              "resolution": "dc028904",
               "recipe": "ecb097b0"}
     now = {n: grid.study_name(grid.spec(s, get_protocol("smoke"))).rsplit("-", 1)[1] for n, s in STUDIES.items()}
     assert {n: now[n] for n in before} == before

@@ -139,7 +139,7 @@ def test_logged_config_rebuilds_the_model(learned) -> None:
     config = json.loads((run_dir / "config.json").read_text())
     assert config["run"]["preset"] == "smoke" and config["resolved"]["device"] == "cpu"
     rebuilt = HireMLPClassifier(**config["hparams"])
-    assert rebuilt.model.config.to_flat() == config["model"]
+    assert rebuilt.model.config.spec() == config["model"]
     assert hiremlp.count_params(rebuilt.model) == result["params"]
     assert hiremlp.count_macs(rebuilt.model, 32) == result["macs"]
     reference = hiremlp.create_model("smoke", num_classes=10)
