@@ -7,6 +7,7 @@ sweep is spent on it; `analysis` marks the same rows in the report.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
 from ablations.studies import Study, row_config
@@ -38,7 +39,19 @@ def check_study(study: Study, image_size: int, preset: str | None = None, labels
     if configs is None:
         configs = study_configs(study, preset, labels)
     reference = paper_configs(study, [label for label in configs if label in study.labels])
-    return compare_rows(configs, image_size, study.default_row, reference, PAPER_IMAGE_SIZE)
+    findings = compare_rows(configs, image_size, study.default_row, reference, PAPER_IMAGE_SIZE)
+    return {label: _same_recipe_only(study, label, f) for label, f in findings.items()}
+
+
+def _recipe(study: Study, label: str) -> dict:
+    return dict(study.row(label).recipe) if label in study.labels else {}
+
+
+def _same_recipe_only(study: Study, label: str, finding):
+    """Rows with one network but different recipes (a study file's `label_smoothing = 0.1`) train differently:
+    they are not "the same network" for the study."""
+    same = tuple(o for o in finding.same_as if _recipe(study, o) == _recipe(study, label))
+    return finding if same == finding.same_as else dataclasses.replace(finding, same_as=same)
 
 
 def inert_text(steps: Sequence) -> str:
@@ -99,6 +112,8 @@ def dry_run_text(study: Study, preset: str, labels: Sequence[str], image_size: i
     for label, f in findings.items():
         what = ("cannot run: " + f.reason if f.reason else "(default row)" if label == study.default_row
                 else f.difference_text())
+        if _recipe(study, label):
+            what += "; recipe " + ", ".join(f"{k}={v!r}" for k, v in _recipe(study, label).items())
         lines.append(f"{label:{width}s} {what}")
     for group in same_network_groups(findings):
         lines.append(f"warning: rows {', '.join(group)} are the same network at {size} px: this protocol cannot "

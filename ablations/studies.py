@@ -17,11 +17,13 @@ PAPER_SOURCE = "Hire-MLP-Small, ImageNet-1k top-1 (%), arXiv 2108.13341 v1 (30 A
 
 @dataclass(frozen=True)
 class Row:
-    """One line of an ablation table: a label, the model overrides, and the paper's number (None if not in it)."""
+    """One line of an ablation table: a label, the model overrides, the paper's number (None if not in it) and
+    the recipe fields the row changes (a row of a study file may: `label_smoothing = 0.1`)."""
 
     label: str
     overrides: Mapping[str, Any]
     paper_top1: float | None = None
+    recipe: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Study:
     pruner: Mapping[str, Any] = field(default_factory=dict)  # MedianPruner options (tune only)
     n_trials: int = 0  # default trial budget (tune only)
     figures: tuple[str, ...] = ()  # extra report figures (functions of analysis.figures taking the summary)
+    factors: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # a factorial study: (field, levels); rows = product
+    source: str | None = None  # the file (or module:attr) a user's study came from
 
     def __post_init__(self) -> None:
         labels = [r.label for r in self.rows]
@@ -72,6 +76,12 @@ class Study:
             if r.label == label:
                 return r
         raise ValueError(f"unknown row {label!r} for study {self.name!r}; allowed: {', '.join(self.labels)}")
+
+    def level_of(self, label: str) -> tuple[int, ...]:
+        """A factorial study's row as the index of its level in each factor (the cell of the design)."""
+        r = self.row(label)
+        values = {**r.overrides, **r.recipe}
+        return tuple(levels.index(values[name]) for name, levels in self.factors)
 
 
 def _square(*sizes: int) -> tuple[tuple[int, int], ...]:

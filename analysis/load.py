@@ -269,12 +269,19 @@ def attach_predictions(df: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
     return out
 
 
-def get_study_spec(name: str) -> Any | None:
-    """The `ablations.Study` for `name`, or None when ablations is unavailable or has no such study."""
+def get_study_spec(name: Any) -> Any | None:
+    """The `ablations.Study` for `name` (a built-in name, a study file `*.toml`, `module:NAME`, or a `Study`), or
+    None when ablations is unavailable or has no such built-in study; a bad study file is a ValueError."""
     try:
         import ablations
     except ImportError:
         return None
+    if isinstance(name, ablations.Study):
+        return name
+    if str(name).endswith(".toml") or ":" in str(name):
+        from ablations.study_file import resolve_study
+
+        return resolve_study(str(name))
     try:
         return ablations.get_study(name)
     except (KeyError, ValueError, LookupError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as `python analysis/report.py`: make `analysis` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,16 +70,17 @@ def protocol_note(df: pd.DataFrame, protocol: str, size: int, epochs: int | None
             "300 epochs, Hire-MLP-Small")
 
 
-def report_study(study: str, protocol: str, run_root: Path, storage: str | None = None) -> str:
+def report_study(study: Any, protocol: str, run_root: Path, storage: str | None = None) -> str:
     """Write the full report for `<study>-<protocol>` and return the Markdown table.
 
-    `run_root` is the runs directory (the report goes to `run_root/<study>-<protocol>/report/`); passing the
-    study folder itself also works.
+    `study` is a study's name, a study file `*.toml`, `module:NAME` or an `ablations.Study`. `run_root` is the runs
+    directory (the report goes to `run_root/<study>-<protocol>/report/`); passing the study folder itself also works.
     """
+    spec = get_study_spec(study)
+    study = spec.name if spec is not None else str(study)
     folder = study_dir(run_root, study, protocol)
     out = folder / "report"
     df = attach_predictions(load_study(study, protocol, run_root, storage), folder)
-    spec = get_study_spec(study)
     summary = summarize_study(df, spec)
     size = train_size(df)
     curves = load_curves(df, folder, storage)
@@ -108,6 +110,14 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
     if len(per_image.cells):  # a study run before predictions were kept has none: its report says so instead
         per_image.cells.to_csv(out / "per_class.csv", index=False)
         figs["per_class"] = figures.per_class_differences(per_image.cells, rows, per_image.names, default, title)
+    factorial: list[str] = []
+    if getattr(spec, "factors", ()):
+        from analysis.factorial import contrasts, factorial_section, interaction_figure
+
+        found = contrasts(spec, summary.attrs["seeds_by_row"])
+        factorial = factorial_section(found, len(spec.factors))
+        if len(spec.factors) >= 2 and found:
+            figs["interaction"] = interaction_figure(spec, summary.attrs["seeds_by_row"], title)
     if summary.attrs["sizes"]:
         figs["accuracy_vs_resolution"] = figures.accuracy_vs_resolution(summary, size, title)
     for stem in getattr(spec, "figures", ()):  # the study's own, e.g. accuracy against MACs
@@ -120,8 +130,8 @@ def report_study(study: str, protocol: str, run_root: Path, storage: str | None 
     ran = summary.loc[summary["n"] > 0, "row"]
     trends = [trend_sentence(trend(curves, r, default)) for r in ran if r != default]
     (out / "report.md").write_text(_report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df,
-                                                    seeds, per_image.text + _epochs_text(trends)))
-    return markdown
+                                                    seeds, factorial + per_image.text + _epochs_text(trends)))
+    return markdown + ("\n" + factorial[-2] if factorial else "")  # a factorial's contrasts are printed too
 
 
 class _PerImage:
@@ -181,8 +191,10 @@ def _report_markdown(study, protocol, spec, summary, markdown, note, curves, fig
                      sections: list[str] | None = None) -> str:
     lines = [f"# Ablation report: {study} ({protocol})", ""]
     if spec is not None:
-        lines += [f"{spec.description}", "", f"Paper: {spec.paper_table} (Hire-MLP arXiv v1, Hire-MLP-Small, "
-                  "ImageNet-1k top-1).", ""]
+        paper = (f"Paper: {spec.paper_table} (Hire-MLP arXiv v1, Hire-MLP-Small, ImageNet-1k top-1)."
+                 if spec.paper_table else "Paper: no counterpart in the paper's tables.")
+        source = f" Declared in `{spec.source}`." if getattr(spec, "source", None) else ""
+        lines += [f"{spec.description}", "", paper + source, ""]
     else:
         lines += ["No `ablations` study of this name was found: no paper numbers, rows in results order.", ""]
     n_trials = int(summary["n"].sum() + summary["n_failed"].sum())
@@ -225,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     p = _Parser(prog="analysis.report", description=__doc__.splitlines()[0])
-    p.add_argument("--study", required=True, help="study name, e.g. padding")
+    p.add_argument("--study", required=True, help="study name, e.g. padding, or a study file path/to/study.toml")
     p.add_argument("--protocol", default="smoke", help="protocol name (default: smoke)")
     p.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: results.csv)")
     p.add_argument("--runs-dir", default="runs", type=Path, help="runs directory (default: runs)")
@@ -237,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     print(markdown)
-    print(f"report written to {study_dir(args.runs_dir, args.study, args.protocol) / 'report'}")
+    name = getattr(get_study_spec(args.study), "name", args.study)
+    print(f"report written to {study_dir(args.runs_dir, name, args.protocol) / 'report'}")
     return 0
 
 

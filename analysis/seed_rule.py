@@ -37,6 +37,7 @@ class SeedRule:
     rows: tuple[str, ...]
     metric: str = "test_acc"
     level: float = 0.95
+    design: Mapping | None = None  # a factorial study's `analysis.factorial.Design` (JSON): the rule is on contrasts
 
     def __post_init__(self) -> None:
         if not (self.target_ci > 0 and math.isfinite(self.target_ci)):
@@ -50,13 +51,21 @@ class SeedRule:
 
     def describe(self) -> str:
         """The rule in one sentence, for the report and the logs."""
+        if self.design is not None:
+            return (f"every row ran {self.min_seeds} seeds; while the widest {self.level:.0%} CI of the main effects "
+                    f"and interactions had a half-width above {self.target_ci:g} points, every row got one more "
+                    f"seed, up to {self.max_seeds} (the rows keep the same seeds, so each contrast stays paired); "
+                    "the rule looks at the intervals' widths only, never at their signs or significance")
         return (f"every row ran {self.min_seeds} seeds; a row whose {self.level:.0%} CI for the difference to "
                 f"'{self.default_row}' had a half-width above {self.target_ci:g} points got one more seed at a time, "
                 f"up to {self.max_seeds} (the default row runs as many seeds as the row with the most); the rule "
                 "looks at the interval's width only, never at its sign or significance")
 
     def to_json(self) -> dict:
-        return {**asdict(self), "rows": list(self.rows)}
+        out = {**asdict(self), "rows": list(self.rows)}
+        if self.design is None:
+            del out["design"]  # a rule of row differences is recorded as before factorial studies
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping) -> SeedRule:
@@ -90,6 +99,8 @@ class RowDecision:
 
 def decide(values: Mapping[str, Mapping[int, float]], rule: SeedRule) -> dict[str, RowDecision]:
     """The seed count of every row of `rule.rows` given the finished results `values[row][seed]`."""
+    if rule.design is not None:
+        return _decide_contrasts(values, rule)
     ref = values.get(rule.default_row, {})
     seeds = {r: rule.min_seeds for r in rule.rows}
     last: dict[str, tuple[str, float]] = {}
@@ -117,6 +128,26 @@ def decide(values: Mapping[str, Mapping[int, float]], rule: SeedRule) -> dict[st
         state, hw = last.get(row, ("reference", math.nan))
         out[row] = RowDecision(row, seeds[row], state, hw)
     return out
+
+
+def _decide_contrasts(values: Mapping[str, Mapping[int, float]], rule: SeedRule) -> dict[str, RowDecision]:
+    """A factorial study: all rows move together, one seed at a time, until the widest contrast interval is at or
+    below the target (or the cap); each decision waits for every row's earlier seeds."""
+    from analysis.factorial import Design, contrasts
+
+    design = Design.from_json(rule.design)
+    k, state, hw = rule.min_seeds, "more seeds", math.nan
+    while all(s in values.get(r, {}) for r in rule.rows for s in range(k)):
+        first = {r: {s: values[r][s] for s in range(k)} for r in rule.rows}
+        hw = max(c.ci.half_width for c in contrasts(design, first))
+        if hw <= rule.target_ci:
+            state = "clear"
+            break
+        if k >= rule.max_seeds:
+            state = "max seeds"
+            break
+        k += 1
+    return {r: RowDecision(r, k, "reference" if r == rule.default_row else state, hw) for r in rule.rows}
 
 
 def finished(decisions: Mapping[str, RowDecision]) -> bool:

@@ -21,7 +21,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +178,7 @@ def _quiet(all_warnings: bool) -> Iterator[None]:
 
 def default_run_dir() -> str:
     """``runs/single/<UTC timestamp>``."""
-    return str(Path("runs", "single", datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")))
+    return str(Path("runs", "single", datetime.now(UTC).strftime("%Y%m%d-%H%M%S")))
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@
 # resolve, and the training curves. Set the parameters below; `run_root` is relative to the repo root.
 
 # %% tags=["parameters"]
-study = "padding"
+study = "padding"  # or a study file, e.g. "ablations/examples/smoothing.toml"
 protocol = "smoke"
 run_root = "runs"
 storage = None
@@ -41,9 +41,10 @@ from analysis.epochs import difference_per_epoch
 from analysis.report import protocol_note, train_size
 
 # %%
+spec = load.get_study_spec(str(ROOT / study) if study.endswith(".toml") else study)
+study = spec.name if spec is not None else study  # a study file's runs are under its name
 folder = load.study_dir(ROOT / run_root, study, protocol)
 df = load.attach_predictions(load.load_study(study, protocol, ROOT / run_root, storage), folder)  # per-image
-spec = load.get_study_spec(study)
 df.head()
 
 # %%

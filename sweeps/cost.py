@@ -72,10 +72,18 @@ def num_classes(protocol: Protocol) -> int:
     return dataset_classes(protocol.dataset, None, protocol.classes) or IMAGENET_CLASSES
 
 
+def _row_protocol(study: Study, protocol: Protocol, label: str) -> Protocol:
+    """The protocol a row's trials train with (a study file's row may change the recipe: epochs, drop path)."""
+    from sweeps.trainers import job_for
+
+    return job_for(study, protocol, label, 0, {}, Path("estimate")).protocol
+
+
 def _build(study: Study, protocol: Protocol, label: str):
     import hiremlp
     from ablations.studies import row_config
 
+    protocol = _row_protocol(study, protocol, label)
     return hiremlp.build_model(row_config(study, label, protocol.preset, drop_path=protocol.recipe.drop_path,
                                           num_classes=num_classes(protocol)))
 
@@ -260,7 +268,8 @@ def estimate(study: Study, protocol: Protocol, rows: list[str], seeds: int, eval
             macs[label], params[label] = hiremlp.count_macs(model, size), hiremlp.count_params(model)
         except Exception:  # noqa: BLE001 - a row that cannot build is reported as unknown
             macs[label] = params[label] = None
-    per_run = {label: trial_macs(m, protocol, eval_sizes) if m else 0.0 for label, m in macs.items()}
+    per_run = {label: trial_macs(m, _row_protocol(study, protocol, label), eval_sizes) if m else 0.0
+               for label, m in macs.items()}
     runs = {label: seeds for label in rows} if study.kind == "table" else {rows[0]: n_trials}
     total = sum(per_run[label] * k for label, k in runs.items())
 

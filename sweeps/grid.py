@@ -58,6 +58,8 @@ def spec(study: Study, protocol: Protocol) -> dict:
         "eval_sizes": list(study.eval_sizes),
         "protocol": protocol.spec(),
     }
+    if any(r.recipe for r in study.rows):  # only then: the built-in studies keep their names
+        out["row_recipes"] = {r.label: dict(r.recipe) for r in study.rows if r.recipe}
     if study.kind == "tune":
         out["search_space"] = {k: dataclasses.asdict(p) for k, p in study.search_space.items()}
         out["sampler"], out["pruner"] = dict(study.sampler), dict(study.pruner)

@@ -48,13 +48,13 @@ def check_recipe(study: Study, protocol: Protocol, rows: list[str], eval_sizes: 
     variants = _tune_corners(study, protocol.recipe.epochs) if study.kind == "tune" else [{}]
     for hp in variants:
         for row in rows:
-            job = job_for(study, protocol, row, seed=0, hp=hp, run_dir=Path("preflight"), eval_sizes=eval_sizes)
-            try:
+            try:  # a study file's row may change the recipe: job_for applies it to the protocol's
+                job = job_for(study, protocol, row, seed=0, hp=hp, run_dir=Path("preflight"), eval_sizes=eval_sizes)
                 check_job(trainer, job)
             except (ValueError, TypeError, KeyError) as e:
                 where = f"row {row!r}" + (f" with {hp}" if hp else "")
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise PreflightError(f"{study.name} on {protocol.name}, {where}: {msg}") from None
+                raise PreflightError(f"{study.source or study.name} on {protocol.name}, {where}: {msg}") from None
 
 
 def verify_data(dataset: str, data_dir: Path | None, download: bool) -> str | None:

@@ -29,8 +29,9 @@ if __package__ in (None, ""):  # `python sweeps/run.py` from anywhere: make the 
 
 import optuna  # noqa: E402
 
-from ablations import STUDIES, Study, get_study  # noqa: E402
+from ablations import STUDIES, Study  # noqa: E402
 from ablations.distinct_rows import dry_run_text as mixing_dry_run_text  # noqa: E402
+from ablations.study_file import FILE_FOLDER, file_studies, resolve_study  # noqa: E402
 from lightning_modules.options import add_field_options, values_of  # noqa: E402
 from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
 from sweeps import adaptive, cost, cpu_threads, grid, preflight, progress, results, tune, worker  # noqa: E402
@@ -76,7 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sweeps/run.py", description=__doc__.split("\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list", action="store_true", help="list the studies and exit")
-    p.add_argument("--study", help="study name (see --list)")
+    p.add_argument("--study", help="a study's name (see --list), a study file path/to/study.toml, or "
+                                   "package.module:STUDY (an ablations.Study)")
     p.add_argument("--protocol", help=f"{' | '.join(PROTOCOLS)} (default: {default_protocol_name(True)} with a GPU, "
                                       f"{default_protocol_name(False)} without)")
     p.add_argument("--seeds", type=int, default=None,
@@ -137,6 +139,12 @@ def list_studies() -> None:
     for s in STUDIES.values():
         rows = f"{len(s.rows)}" if s.kind == "table" else "tune"
         print(f"{s.name:14s} {rows:>4s}  {s.paper_table or '-':8s} {s.description}")
+    for path, found in file_studies(FILE_FOLDER):
+        if isinstance(found, Study):
+            kind = f"{len(found.rows)}" + (" (factorial)" if found.factors else "")
+            print(f"{str(path):14s} {kind:>4s}  {'file':8s} {found.name}: {found.description}")
+        else:
+            print(f"{str(path):14s} {'bad':>4s}  {'file':8s} {found}")
 
 
 def _int_list(text: str, what: str) -> tuple[int, ...]:
@@ -151,7 +159,7 @@ def resolve(args: argparse.Namespace):
     if not args.study:
         raise UsageError(f"--study is required; allowed: {', '.join(STUDIES)} (see --list)")
     try:
-        study = get_study(args.study)
+        study = resolve_study(args.study)
     except ValueError as e:
         raise UsageError(str(e)) from None
     name = args.protocol
@@ -221,7 +229,15 @@ def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: in
                          f"add it to --rows")
     from analysis.seed_rule import SeedRule  # scipy: loaded only when a rule is used
 
-    return SeedRule(args.target_ci, seeds, max_seeds, study.default_row, tuple(rows))
+    design = None
+    if study.factors:  # a factorial study: the rule is on its contrasts, which need every row
+        if list(rows) != study.labels:
+            raise UsageError(f"--target-ci on factorial study {study.name!r} measures its main effects and "
+                             f"interactions, which need every row; drop --rows")
+        from analysis.factorial import design_of
+
+        design = design_of(study).to_json()
+    return SeedRule(args.target_ci, seeds, max_seeds, study.default_row, tuple(rows), design=design)
 
 
 def find_data_dir(args: argparse.Namespace, dataset: str) -> Path | None:
@@ -301,8 +317,9 @@ def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_t
     print(f"{'row':16s} {'params':>10s} {'MACs/img':>10s}  overrides")
     for label in rows:
         m, n = est.macs_per_image[label], est.params[label]
-        print(f"{label:16s} {n or 0:>10,d} {(m or 0) / 1e6:>9.1f}M  {dict(study.row(label).overrides)}"
-              + ("" if m else "  (does not build)"))
+        r = study.row(label)
+        print(f"{label:16s} {n or 0:>10,d} {(m or 0) / 1e6:>9.1f}M  {dict(r.overrides)}"
+              + (f" recipe {dict(r.recipe)}" if r.recipe else "") + ("" if m else "  (does not build)"))
     print(mixing_dry_run_text(study, protocol.preset, rows, protocol.image_size))
     n_train, n_val, n_test, counted = cost.image_counts(protocol)
     epochs = protocol.recipe.total_epochs
@@ -378,7 +395,7 @@ def report(study: Study, label: str, folder: Path) -> None:
         report_study = None
     if report_study is not None:
         try:
-            print(report_study(study.name, label, folder.parent))
+            print(report_study(study, label, folder.parent))
             print(f"report: {folder / 'report'}")
             return
         except Exception as e:  # noqa: BLE001 - the sweep's results are stored; the report is a convenience

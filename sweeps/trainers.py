@@ -44,10 +44,12 @@ def job_for(study: Study, protocol: Protocol, row: str, seed: int, hp: dict, run
             eval_sizes: tuple[int, ...] = (), data_dir: Path | None = None, download: bool = False,
             run_options: dict | None = None) -> TrialJob:
     """The job of one cell (or one tune trial with recipe overrides `hp`): what a worker trains, and what the
-    sweep checks before its first trial. ValueError when `hp` makes an invalid recipe."""
+    sweep checks before its first trial: the row's recipe changes, then `hp`, on the protocol's recipe.
+    ValueError when they make an invalid recipe."""
     return TrialJob(
         study=study.name, row=row, seed=seed, overrides=dict(study.row(row).overrides),
-        protocol=with_overrides(protocol, **hp), preset=study.base_preset or protocol.preset, run_dir=run_dir,
+        protocol=with_overrides(protocol, **{**study.row(row).recipe, **hp}),
+        preset=study.base_preset or protocol.preset, run_dir=run_dir,
         eval_sizes=tuple(eval_sizes), data_dir=data_dir, download=download, run_options=dict(run_options or {}),
     )
 

@@ -379,7 +379,8 @@ def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.strip().splitlines() == ["error: unknown study 'bogus'; allowed: region_size, "
                                                     "shift_step, padding, components, cross_region, fidelity, "
-                                                    "branches, mixers, resolution, recipe"]
+                                                    "branches, mixers, resolution, recipe, a path/to/study.toml, "
+                                                    "or package.module:STUDY"]
 
 
 # ----------------------------------------------------------------------------------------------- real runs
