@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.trial_rows import curve_rows, trial_record
+
 NUMERIC_COLUMNS = (
     "seed", "trial", "val_acc", "best_val_acc", "test_acc", "test_loss", "params", "macs",
     "images_per_s", "wall_s", "epochs_run",
@@ -71,16 +73,6 @@ def load_results_csv(path: str | Path) -> pd.DataFrame:
     return tidy(df)
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    elif isinstance(value, (list, tuple)):
-        out[prefix] = ",".join(str(v) for v in value)
-    else:
-        out[prefix] = value
-
-
 def _open_storage(storage: str | Path) -> Any:
     """A URL goes to Optuna as is; anything else is taken as a journal file path."""
     import optuna
@@ -123,10 +115,8 @@ def load_optuna(
     for name in sorted(trials):
         for t in trials[name]:
             rec: dict[str, Any] = {"study": study, "protocol": protocol, "optuna_study": name}
-            _flatten("", {k if k in ("row", "seed") else f"hp.{k}": v for k, v in t.params.items()}, rec)
-            _flatten("", dict(t.user_attrs), rec)
-            rec["trial"] = t.number
-            rec["state"] = t.state.name
+            rec.update({k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+                        for k, v in trial_record(t).items()})
             if t.values is not None and len(t.values) == 1 and "test_acc" not in rec:
                 rec["value"] = t.values[0]
             records.append(rec)
@@ -176,8 +166,6 @@ def _stored_curves(df: pd.DataFrame, folder: Path, storage: str | Path | None) -
     `storage` when given, else from the run folder's `curves.csv` (the sweep's export of them; study key None)."""
     if storage is not None and "optuna_study" in df.columns:
         import optuna
-
-        from sweeps.results import curve_rows  # the one reader of the stored format
 
         opened = _open_storage(storage)
         out = {}

@@ -195,48 +195,25 @@ def machine() -> str:
 
 
 def protocol_step(protocol: str = "cpu", steps: int = 5, keep_memory: bool = True, warmup: int = 2) -> dict:
-    """Images/s of one training step of ``protocol`` as its trials take it, on this process's CPU threads.
-
-    The protocol's preset (its default row), batch and recipe: channels-last, the trial's optimiser and parameter
-    groups (``HireMLPClassifier.build_optimizer``), label-smoothed cross-entropy; fastest of ``steps`` after
-    ``warmup``. ``keep_memory`` applies the allocator setting a CPU trial runs with
-    (``lightning_modules.host_memory``). Data loading and Lightning's loop are not in it (``overhead.py``).
-    Returns images/s, step seconds, MACs per image, model FLOP/s and the threads used.
+    """Images/s of one training step of ``protocol`` as its trials take it, on this process's CPU threads: the step
+    the sweep's estimate times (``lightning_modules.step_timing``: the protocol's preset, batch, augmentation,
+    optimiser and loss), fastest of ``steps`` after ``warmup``. ``keep_memory`` applies the allocator setting a CPU
+    trial runs with (``lightning_modules.host_memory``). Returns images/s, step seconds, MACs per image, model
+    FLOP/s and the threads used.
     """
-    from lightning_modules.classifier import HireMLPClassifier
     from lightning_modules.host_memory import keep_freed_memory
+    from lightning_modules.step_timing import time_training_step
     from sweeps.protocols import get_protocol
 
     kept = keep_freed_memory() if keep_memory else False
     p = get_protocol(protocol)
-    recipe = p.recipe
-    cfg = hiremlp.get_config(p.preset, num_classes=10,
-                             **({} if recipe.drop_path is None else {"drop_path_rate": recipe.drop_path}))
-    flat_recipe = {k: v for k, v in recipe.to_flat().items() if k != "drop_path"}
-    torch.manual_seed(0)
-    module = HireMLPClassifier(**cfg.to_flat(), **flat_recipe, channels_last=True)
-    model, opt = module.model.train(), module.build_optimizer()
-    size, batch = p.image_size or 32, recipe.batch_size
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-
-    def train_step() -> None:
-        loss = F.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(warmup):
-        train_step()
-    step_s = cpu_s = float("inf")
-    for _ in range(steps):
-        wall, cpu = time.perf_counter(), time.process_time()
-        train_step()
-        step_s, cpu_s = min(step_s, time.perf_counter() - wall), min(cpu_s, time.process_time() - cpu)
-    macs = hiremlp.count_macs(model, size)
-    return {"img_s": batch / step_s, "step_s": step_s, "cpu_img_s": batch / cpu_s, "macs": macs,
-            "flops": 6 * macs * batch / step_s, "threads": torch.get_num_threads(), "batch": batch,
-            "preset": p.preset, "kept_memory": kept, "hiremlp_from": str(Path(hiremlp.__file__).parent)}
+    t = time_training_step(p.config, "cpu", warmup_steps=warmup, budget_s=0.0, min_steps=steps, max_steps=steps,
+                           keep_memory=keep_memory)
+    step_s = t.batch / t.best_images_per_s
+    return {"img_s": t.best_images_per_s, "step_s": step_s, "cpu_img_s": t.cpu_images_per_s,
+            "macs": t.macs_per_image, "flops": 6 * t.macs_per_image * t.batch / step_s, "threads": t.threads,
+            "batch": t.batch, "preset": p.preset, "kept_memory": kept,
+            "hiremlp_from": str(Path(hiremlp.__file__).parent)}
 
 
 def baseline_tree(ref: str, into: Path) -> Path:

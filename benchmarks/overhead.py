@@ -3,7 +3,7 @@
     python benchmarks/overhead.py                                   # smoke + cifar_tiny, then a 4-trial smoke sweep
     python benchmarks/overhead.py --presets smoke --repeats 5 --threads 1 --no-sweep
 
-1. Training loop. ``lightning_modules.run`` (the real ``HireMLPClassifier``, ``CIFAR10DataModule`` and the
+1. Training loop. ``lightning_modules.runner.run`` (the real ``HireMLPClassifier``, ``CIFAR10DataModule`` and the
    ``pl.Trainer`` it configures; validation off, so an epoch is training only) trains ``repeats + 1`` epochs of
    ``--train-subset`` real CIFAR-10 images. A callback runs, at the start of every Lightning epoch, one epoch of
    the bare loop: a copy of the same initial model, the same batches materialised beforehand as tensors, the
@@ -51,14 +51,6 @@ import torch.nn.functional as F  # noqa: E402
 
 STAMP_ENV = "HIREMLP_OVERHEAD_STAMPS"  # the sweep child appends one JSON line of timestamps per trial here
 LOOP_TARGET, SWEEP_TARGET = 10.0, 5.0  # percent
-
-
-def find_data_dir(explicit: str | None) -> str:
-    """--data-dir, else $HIREMLP_DATA, else ../shared/data (the CIFAR-10 archive this box has)."""
-    for c in (explicit, os.environ.get("HIREMLP_DATA"), str(ROOT.parent / "shared" / "data")):
-        if c and ((Path(c) / "cifar-10-python.tar.gz").is_file() or (Path(c) / "cifar-10-batches-py").is_dir()):
-            return c
-    raise SystemExit("no CIFAR-10 found: pass --data-dir or set HIREMLP_DATA")
 
 
 # ------------------------------------------------------------------------------------------ 1. training loop
@@ -115,7 +107,7 @@ class _Interleaved(pl.Callback):
 
 
 def measure_loop(preset: str, data_dir: str, train_subset: int, batch_size: int, repeats: int) -> dict[str, Any]:
-    """Seconds per training epoch of ``lightning_modules.run`` and of the bare loop (min over ``repeats``)."""
+    """Seconds per training epoch of ``lightning_modules.runner.run`` and of the bare loop (min over ``repeats``)."""
     from lightning_modules import Recipe, RunConfig, run
 
     probe = _Interleaved()
@@ -289,7 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeats < 1 or args.train_subset < args.batch_size or args.sweep_trials < 2:
         p.error("need --repeats >= 1, --train-subset >= --batch-size and --sweep-trials >= 2")
     torch.set_num_threads(args.threads)
-    data_dir = find_data_dir(args.data_dir)
+    from lightning_modules.cifar import DatasetError, find_data_dir
+
+    try:
+        data_dir = str(find_data_dir("cifar10", args.data_dir))
+    except DatasetError as e:
+        raise SystemExit(str(e)) from None
     warnings.filterwarnings("ignore", message=r".*md5.*is not the official.*")
     tables = []
     if not args.no_loop:

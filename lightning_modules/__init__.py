@@ -1,15 +1,13 @@
 """CIFAR data (device-resident), ImageFolder data, the Hire-MLP LightningModule, the training recipe, one training
 run (``run``).
 
-Names are imported on first use, so ``from lightning_modules.recipe import Recipe`` (what a sweep's command line
-needs to parse its options) does not pay for importing Lightning.
+Names are imported on first use (PEP 562 ``__getattr__``), so ``from lightning_modules.run_config import
+RunConfig`` (what a sweep's command line needs to parse its options) does not pay for importing Lightning.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 _WHERE = {
@@ -20,7 +18,7 @@ _WHERE = {
     "GpuBatches": "gpu_loader",
     "ImageFolderDataModule": "imagefolder", "scan_image_folder": "imagefolder",
     "PAPER": "recipe", "RECIPES": "recipe", "Recipe": "recipe", "get_recipe": "recipe",
-    "EpochMetrics": "epoch_metrics", "EpochProgress": "progress", "RunConfig": "run", "run": "run",
+    "EpochMetrics": "epoch_metrics", "EpochProgress": "progress", "RunConfig": "run_config", "run": "runner",
 }
 
 __all__ = sorted(_WHERE)
@@ -35,15 +33,3 @@ def __getattr__(name: str) -> Any:
             globals()[exported] = getattr(module, exported)
     return globals()[name]
 
-
-class _Package(types.ModuleType):
-    """Loading the submodule ``run`` must not replace the function ``run`` this package exports (as eager imports
-    in this file used to guarantee)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _WHERE and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SPECS", "CifarArrays", "DatasetError", "UnofficialArchiveWarning", "default_data_dir", "load_cifar"]
+__all__ = ["SPECS", "CifarArrays", "DatasetError", "UnofficialArchiveWarning", "data_dir_candidates",
+           "default_data_dir", "find_data_dir", "load_cifar"]
 
 
 class DatasetError(ValueError):
@@ -81,8 +82,32 @@ class CifarArrays:
 
 
 def default_data_dir() -> Path:
-    """``$HIREMLP_DATA`` or ``~/.cache/hiremlp/data``."""
-    return Path(os.environ.get("HIREMLP_DATA") or Path.home() / ".cache" / "hiremlp" / "data").expanduser()
+    """``$HIREMLP_DATA`` or ``~/.cache/hiremlp/data``: where a download goes when no folder is given."""
+    return data_dir_candidates()[0]
+
+
+def data_dir_candidates() -> list[Path]:
+    """Where CIFAR is looked for when no folder is given, in this order: ``$HIREMLP_DATA`` (when set),
+    ``~/.cache/hiremlp/data``, then beside the code ``<repository>/data`` and ``<repository>/../shared/data``."""
+    env = os.environ.get("HIREMLP_DATA")
+    repo = Path(__file__).resolve().parent.parent
+    return [p.expanduser() for p in ([Path(env)] if env else [])] + [
+        Path.home() / ".cache" / "hiremlp" / "data", repo / "data", repo.parent / "shared" / "data"]
+
+
+def find_data_dir(name: str, data_dir: str | os.PathLike | None = None, *, download_ok: bool = False) -> Path:
+    """The folder holding dataset ``name``'s archive or extracted folder: ``data_dir`` when given, else the first of
+    ``data_dir_candidates()`` that holds it. With ``download_ok`` a folder that holds nothing yet is returned (the
+    download goes there). DatasetError naming where it looked."""
+    spec = SPECS[name]
+    places = [Path(data_dir).expanduser()] if data_dir is not None else data_dir_candidates()
+    for place in places:
+        if (place / spec.archive).is_file() or (place / spec.folder).is_dir():
+            return place
+    if download_ok:
+        return places[0]
+    raise DatasetError(f"no {name} data ({spec.archive} or {spec.folder}/) in {', '.join(map(str, places))}; "
+                       f"pass a data folder (--data-dir DIR) or download it (--download)")
 
 
 def default_cache_dir() -> Path:
@@ -249,17 +274,9 @@ def load_cifar(name: str, data_dir: str | os.PathLike | None = None, *, download
     if name not in SPECS:
         raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(SPECS)}")
     spec = SPECS[name]
-    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    root = find_data_dir(name, data_dir, download_ok=download_ok)
     archive, folder = root / spec.archive, root / spec.folder
-    if archive.is_file():
-        src = archive
-    elif folder.is_dir():
-        src = folder
-    elif download_ok:
-        src = download(spec, root)
-    else:
-        raise DatasetError(f"{root}: no {spec.archive} or {spec.folder}/ found "
-                           "(pass download=True, or set data_dir / HIREMLP_DATA)")
+    src = archive if archive.is_file() else folder if folder.is_dir() else download(spec, root)
 
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cache_file = cache / f"{spec.name}-{_source_key(src)}.npz"

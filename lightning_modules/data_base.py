@@ -6,12 +6,13 @@ decode images, not in which images go where or in how a resumed run continues it
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple
 
 import numpy as np
 import pytorch_lightning as pl
 
-__all__ = ["EpochStateDataModule", "Splits", "balanced_subset", "split_indices"]
+__all__ = ["SPLIT_FIELDS", "EpochStateDataModule", "Splits", "balanced_subset", "split_indices"]
 
 
 def balanced_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,6 +69,11 @@ def split_indices(train_labels: np.ndarray, n_test: int, test_labels: np.ndarray
     if train_subset is not None and train_subset < len(train_idx):
         train_idx = train_idx[balanced_subset(train_labels[train_idx], train_subset, train_rng)]
     return Splits(train_idx, val_idx, test_idx)
+
+
+#: the data budget: split_indices' keywords that a run configures (``RunConfig.budget()`` passes them to the modules)
+SPLIT_FIELDS = tuple(n for n, p in inspect.signature(split_indices).parameters.items()
+                     if p.kind == p.KEYWORD_ONLY and n not in ("seed", "where"))
 
 
 class EpochStateDataModule(pl.LightningDataModule):

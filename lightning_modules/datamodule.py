@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from .cifar import SPECS, CifarArrays, default_data_dir, download, load_cifar
+from .cifar import SPECS, CifarArrays, download, find_data_dir, load_cifar
 from .data_base import EpochStateDataModule, balanced_subset, split_indices
 from .distributed import per_device_batch, world_of
 from .gpu_loader import GpuBatches
@@ -43,15 +44,16 @@ class CIFARDataModule(EpochStateDataModule):
                  train_subset: int | None = None, eval_subset: int | None = None, seed: int = 0,
                  device: str | torch.device = "auto", download: bool = False, eval_batch_size: int | None = None,
                  channels_last: bool = False, pad: int = 4, flip: bool = True, data_seed: int = 0,
-                 recipe: Recipe | None = None) -> None:
+                 recipe: Recipe | None = None, budget: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if batch_size < 1 or val_size < 0 or (train_subset is not None and train_subset < 1) \
                 or (eval_subset is not None and eval_subset < 1):
             raise ValueError("batch_size, train_subset and eval_subset must be >= 1 and val_size >= 0")
         self.data_dir = data_dir
-        self.batch_size, self.val_size, self.seed, self.data_seed = batch_size, val_size, seed, data_seed
-        self.recipe = recipe
-        self.train_subset, self.eval_subset = train_subset, eval_subset
+        self.batch_size, self.seed, self.recipe = batch_size, seed, recipe
+        # split_indices' keywords: these four, and any other the run configures (RunConfig.budget())
+        self.budget = {"val_size": val_size, "train_subset": train_subset, "eval_subset": eval_subset,
+                       "data_seed": data_seed, **(budget or {})}
         self.device = resolve_device(device)
         self.download, self.channels_last, self.pad, self.flip = download, channels_last, pad, flip
         self.eval_batch_size = eval_batch_size or max(batch_size, 512)
@@ -69,7 +71,7 @@ class CIFARDataModule(EpochStateDataModule):
     def prepare_data(self) -> None:
         """Download once if asked (assigns no state, per Lightning's rule)."""
         spec = SPECS[self.dataset]
-        root = default_data_dir() if self.data_dir is None else Path(self.data_dir).expanduser()
+        root = find_data_dir(self.dataset, self.data_dir, download_ok=True)
         if self.download and not (root / spec.archive).is_file() and not (root / spec.folder).is_dir():
             download(spec, root)
 
@@ -81,9 +83,8 @@ class CIFARDataModule(EpochStateDataModule):
             return
         a = self.load()
         self.classes = a.classes
-        idx = split_indices(a.train_y, len(a.test_y), a.test_y, val_size=self.val_size,
-                            train_subset=self.train_subset, eval_subset=self.eval_subset, seed=self.seed,
-                            data_seed=self.data_seed, where=f"{self.dataset}'s training set")
+        idx = split_indices(a.train_y, len(a.test_y), a.test_y, **self.budget, seed=self.seed,
+                            where=f"{self.dataset}'s training set")
 
         def put(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device), torch.from_numpy(y).to(self.device)

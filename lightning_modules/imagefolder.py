@@ -25,7 +25,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -389,14 +389,17 @@ class ImageFolderDataModule(EpochStateDataModule):
                  train_subset: int | None = None, eval_subset: int | None = None, seed: int = 0,
                  data_seed: int = 0, device: str | torch.device = "auto", channels_last: bool = False,
                  recipe: Recipe | None = None, image_size: int = 224, classes: int | str | None = None,
-                 workers: int | None = None, decoder: str = "auto", eval_batch_size: int | None = None) -> None:
+                 workers: int | None = None, decoder: str = "auto", eval_batch_size: int | None = None,
+                 budget: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if data_dir is None:
             raise DatasetError("the imagefolder dataset needs data_dir: the folder holding train/ and val/")
         if image_size < 8:
             raise ValueError(f"image_size={image_size}: expected >= 8")
-        self.data_dir, self.batch_size, self.val_size = Path(data_dir).expanduser(), batch_size, val_size
-        self.train_subset, self.eval_subset, self.seed, self.data_seed = train_subset, eval_subset, seed, data_seed
+        self.data_dir, self.batch_size, self.seed = Path(data_dir).expanduser(), batch_size, seed
+        # split_indices' keywords: these four, and any other the run configures (RunConfig.budget())
+        self.budget = {"val_size": val_size, "train_subset": train_subset, "eval_subset": eval_subset,
+                       "data_seed": data_seed, **(budget or {})}
         self.device, self.channels_last, self.recipe = resolve_device(device), channels_last, recipe
         self._image_size, self.classes_arg, self.decoder = image_size, classes, resolve_decoder(decoder)
         self.workers = workers if workers is not None else min(8, len(os.sched_getaffinity(0)))
@@ -422,9 +425,8 @@ class ImageFolderDataModule(EpochStateDataModule):
         self.classes = list(idx.classes)
         y = idx.train_labels
         try:
-            split = split_indices(y, len(idx.test_labels), idx.test_labels, val_size=self.val_size,
-                                  train_subset=self.train_subset, eval_subset=self.eval_subset, seed=self.seed,
-                                  data_seed=self.data_seed, where=str(self.data_dir / "train"))
+            split = split_indices(y, len(idx.test_labels), idx.test_labels, **self.budget, seed=self.seed,
+                                  where=str(self.data_dir / "train"))
         except ValueError as e:
             raise DatasetError(str(e)) from None
         train_idx, val_idx, test_idx = split

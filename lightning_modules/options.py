@@ -10,9 +10,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["add_field_options", "flag", "parse_bool", "parse_sizes", "values_of"]
+__all__ = ["OneLineParser", "add_field_options", "flag", "parse_bool", "parse_sizes", "values_of"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad input is one line on stderr and exit status 2 (not usage + error): ``<prog>: error: ...``, or
+    ``error: ...`` with ``name_prog=False`` (the sweep's own errors read so)."""
+
+    def __init__(self, *args: Any, name_prog: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.name_prog = name_prog
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog + ': ' if self.name_prog else ''}error: {message}\n")
 
 
 def parse_bool(text: str) -> bool:
@@ -55,28 +67,37 @@ def flag(name: str) -> str:
 
 
 def add_field_options(group: argparse._ActionsContainer, cls: type, *, skip: Iterable[str] = (),
-                      dest_prefix: str = "", defaults: bool = False, shown: Any = None) -> list[str]:
-    """One option per field of dataclass ``cls`` (except ``skip``); returns the field names added.
+                      only: Iterable[str] | None = None, dest_prefix: str = "", defaults: bool = False,
+                      shown: Any = None, shown_as: str = "") -> list[str]:
+    """One option per field of dataclass ``cls`` (``only`` those, except ``skip``); returns the field names added.
 
     With ``defaults`` an option's default is the field's default; otherwise an option not given is absent from
     the parsed namespace (``argparse.SUPPRESS``), so callers apply only what the user typed. ``shown``: an instance
-    of ``cls`` whose values the help states as the defaults (a sweep's protocol recipe, not the dataclass's).
+    of ``cls`` whose values the help states as the defaults (a sweep's protocol, not the dataclass's), followed by
+    ``shown_as`` (", protocol cpu's"). A field's
+    ``help`` metadata is its help text; a bool field's option alone means true (``--download``).
     """
+    only = None if only is None else set(only)
     added = []
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        if f.name in skip or (only is not None and f.name not in only):
             continue
         parse = _PARSERS.get(str(f.type))
         if parse is None:
             raise TypeError(f"{cls.__name__}.{f.name}: no command-line parser for type {f.type}")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        said = f"{default!r}"
         if shown is not None:
             default = getattr(shown, f.name)
+            said = f"{default!r}{shown_as}"
         text = f.metadata.get("help", "")
         allowed = f.metadata.get("allowed")
-        help_ = f"{text} ({allowed}; default {default!r})" if allowed else f"default {default!r}"
+        help_ = f"{text} ({allowed}; default {said})" if allowed else (
+            f"{text} (default {said})" if text else f"default {said}")
+        flag_only = {"nargs": "?", "const": True} if str(f.type) == "bool" else {}
         group.add_argument(flag(f.name), dest=dest_prefix + f.name, type=parse,
-                           default=default if defaults else argparse.SUPPRESS, help=help_, metavar=f.name.upper())
+                           default=default if defaults else argparse.SUPPRESS, help=help_.replace("%", "%%"),
+                           metavar=f.name.upper(), **flag_only)
         added.append(f.name)
     return added
 

@@ -15,10 +15,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 from .epoch_metrics import find_epoch_metrics
+from .run_config import PROGRESS_MODES
 
 __all__ = ["PROGRESS_MODES", "EpochBar", "EpochProgress", "human_duration", "progress_callback"]
 
-PROGRESS_MODES = ("auto", "bar", "lines", "off")
 
 
 def human_duration(seconds: float) -> str:

@@ -27,7 +27,7 @@ def save_run_config(cfg: Any, path: str | Path) -> None:
 
 def load_run_config(path: str | Path) -> Any:
     """The RunConfig a JSON file describes; ValueError naming the file when it does not."""
-    from .run import RunConfig
+    from .run_config import RunConfig
 
     try:
         fields = json.loads(Path(path).read_text())
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: expected one argument, the run config JSON file", file=sys.stderr)
         return 2
     from .classifier import DivergedError
-    from .run import run
+    from .runner import run
 
     try:
         run(load_run_config(argv[0]))

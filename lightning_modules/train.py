@@ -12,23 +12,17 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 import hiremlp
 
 from .classifier import DivergedError
-from .options import add_field_options, parse_bool, values_of
-from .progress import PROGRESS_MODES
+from .options import OneLineParser, add_field_options, parse_bool, values_of
 from .recipe import RECIPES, Recipe, get_recipe, recipe_fields
-from .run import RunConfig, default_run_dir, run
+from .run_config import PROGRESS_MODES, RunConfig
+from .runner import default_run_dir, run
 
 _RUN_ONLY = {"model_overrides", "recipe"}
 _MODEL_SKIP = {"num_classes"}  # follows the dataset
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not usage + error
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _progress(text: str) -> str:
@@ -42,7 +36,7 @@ def _progress(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m lightning_modules.train", description="Train one Hire-MLP on CIFAR.",
+    p = OneLineParser(prog="python -m lightning_modules.train", description="Train one Hire-MLP on CIFAR.",
                 allow_abbrev=False)
     run_group = p.add_argument_group("run")
     add_field_options(run_group, RunConfig, skip=_RUN_ONLY | {"progress"}, defaults=True)

@@ -11,7 +11,7 @@ table prints.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,6 @@ from sweeps.grid import Cell
 
 if TYPE_CHECKING:  # the rule (scipy, pandas-free but not light) is imported only by sweeps that use it
     from analysis.seed_rule import RowDecision, SeedRule
-    from sweeps.worker import Sweep
 
 
 def completed_values(trials: Sequence[FrozenTrial], metric: str) -> dict[str, dict[int, float]]:
@@ -52,31 +51,25 @@ def decisions_now(ostudy: optuna.Study, rule: SeedRule) -> dict[str, RowDecision
     return decide(completed_values(ostudy.get_trials(deepcopy=False), rule.metric), rule)
 
 
-def extend(sweep: Sweep) -> list[Cell]:
-    """Point `sweep.todo` at the cells the rule asks for now and enqueue those that never had a trial. Call under
-    `grid.grid_lock`."""
-    from analysis.seed_rule import decide
-
-    rule = sweep.seed_rule
-    trials = sweep.ostudy.get_trials(deepcopy=False)
-    decisions = decide(completed_values(trials, rule.metric), rule)
+def extend(ostudy: optuna.Study, rule: SeedRule, log: Callable[[str], None]) -> list[Cell]:
+    """The cells the rule asks for now (the sweep's new `todo`); those that never had a trial are enqueued. Call
+    under `grid.grid_lock`."""
+    decisions = decisions_now(ostudy, rule)
     todo = target_cells(decisions, rule.rows)
-    had = {grid.cell_of(t) for t in trials}
+    had = {grid.cell_of(t) for t in ostudy.get_trials(deepcopy=False)}
     new = [c for c in todo if c not in had]
     for cell in new:
-        grid.enqueue(sweep.ostudy, cell)
+        grid.enqueue(ostudy, cell)
     if new:
         why = ", ".join(f"{c.key} (half-width {decisions[c.row].half_width:.2f} > {rule.target_ci:g})"
                         if c.seed >= rule.min_seeds and c.row != rule.default_row else c.key for c in new)
-        sweep.log(f"--target-ci: queued {why}")
-    sweep.todo = todo
-    return new
+        log(f"--target-ci: queued {why}")
+    return todo
 
 
-def update_todo(sweep: Sweep) -> None:
-    """Point `sweep.todo` at the rule's cells without enqueuing (for the final accounting)."""
-    if sweep.seed_rule is not None:
-        sweep.todo = target_cells(decisions_now(sweep.ostudy, sweep.seed_rule), sweep.seed_rule.rows)
+def cells_now(ostudy: optuna.Study, rule: SeedRule) -> list[Cell]:
+    """The rule's cells without enqueuing (for the final accounting)."""
+    return target_cells(decisions_now(ostudy, rule), rule.rows)
 
 
 def record(ostudy: optuna.Study, folder: Path, rule: SeedRule) -> None:

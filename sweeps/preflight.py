@@ -13,19 +13,11 @@ from pathlib import Path
 from ablations import Study
 from sweeps import tune
 from sweeps.protocols import Protocol
-from sweeps.trainers import Trainer, check_job, job_for
+from sweeps.trainers import check_trial, trial_config
 
 
 class PreflightError(ValueError):
     """Something every trial of the sweep would fail on; one line naming the value and what is allowed."""
-
-
-def check_eval_sizes(sizes: tuple[int, ...], flag: str = "--eval-sizes") -> None:
-    """Sizes are pixels: positive. A size some row cannot run is not an error (that cell records `na@size`)."""
-    bad = [s for s in sizes if s < 1]
-    if bad:
-        raise PreflightError(f"{flag} {','.join(map(str, sizes))}: {', '.join(map(str, bad))} is not an image "
-                             f"size; sizes must be positive integers (pixels), e.g. 24,28,32")
 
 
 def _tune_corners(study: Study, epochs: int) -> list[dict]:
@@ -40,17 +32,15 @@ def _tune_corners(study: Study, epochs: int) -> list[dict]:
     return ends
 
 
-def check_recipe(study: Study, protocol: Protocol, rows: list[str], eval_sizes: tuple[int, ...],
-                 trainer: Trainer) -> None:
-    """Build every row's model config and the trainer's run config (for tune studies at both ends of the search
-    space), and plan every eval size, exactly as a trial would; PreflightError on the first that fails."""
-    check_eval_sizes(tuple(eval_sizes))
+def check_recipe(study: Study, protocol: Protocol, rows: list[str], settings: dict | None = None) -> None:
+    """Build every row's run config (with the sweep's ``settings``: eval sizes, checkpointing, loggers) and model
+    config (for tune studies at both ends of the search space), and plan every eval size, exactly as a trial would;
+    PreflightError on the first that fails."""
     variants = _tune_corners(study, protocol.recipe.epochs) if study.kind == "tune" else [{}]
     for hp in variants:
         for row in rows:
-            try:  # a study file's row may change the recipe: job_for applies it to the protocol's
-                job = job_for(study, protocol, row, seed=0, hp=hp, run_dir=Path("preflight"), eval_sizes=eval_sizes)
-                check_job(trainer, job)
+            try:  # a study file's row may change the recipe: trial_config applies it to the protocol's
+                check_trial(trial_config(study, protocol, row, 0, Path("preflight"), hp, **(settings or {})))
             except (ValueError, TypeError, KeyError) as e:
                 where = f"row {row!r}" + (f" with {hp}" if hp else "")
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -100,8 +90,7 @@ def check_budget(protocol: Protocol, data_dir: Path | None) -> None:
             arrays = load_cifar(protocol.dataset, data_dir)
         train_y, test_y, where = arrays.train_y, arrays.test_y, f"{protocol.dataset}'s training set"
     try:
-        split_indices(train_y, len(test_y), test_y, val_size=protocol.val_size, train_subset=protocol.train_subset,
-                      eval_subset=protocol.eval_subset, seed=0, data_seed=protocol.data_seed, where=where)
+        split_indices(train_y, len(test_y), test_y, **protocol.config.budget(), seed=0, where=where)
     except ValueError as e:
         raise PreflightError(f"protocol {protocol.name}: {e}") from None
 

@@ -16,8 +16,8 @@ from typing import Any
 import optuna
 import pytorch_lightning as pl
 
+from analysis.trial_rows import EPOCH_ATTR
 from lightning_modules.epoch_metrics import find_epoch_metrics
-from sweeps.results import EPOCH_ATTR
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ died are re-run, failed cells are retried once. Exit status 0 only if every cell
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -32,10 +31,11 @@ import optuna  # noqa: E402
 from ablations import STUDIES, Study  # noqa: E402
 from ablations.distinct_rows import dry_run_text as mixing_dry_run_text  # noqa: E402
 from ablations.study_file import FILE_FOLDER, file_studies, resolve_study  # noqa: E402
-from lightning_modules.options import add_field_options, values_of  # noqa: E402
+from lightning_modules.options import OneLineParser, add_field_options, values_of  # noqa: E402
 from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
+from lightning_modules.run_config import PROTOCOL_FIELDS, RunConfig  # noqa: E402
 from sweeps import adaptive, cost, cpu_threads, grid, preflight, progress, results, tune, worker  # noqa: E402
-from sweeps.protocols import PROTOCOLS, Protocol, default_protocol_name, get_protocol, with_overrides  # noqa: E402
+from sweeps.protocols import PROTOCOLS, Protocol, default_protocol_name, get_protocol  # noqa: E402
 from sweeps.storage import StorageError, open_storage  # noqa: E402
 from sweeps.trainers import lightning_trainer, resolve_trainer  # noqa: E402
 
@@ -46,6 +46,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = 3  # fewer leaves no interval (1) or a nearly useless one (2: t quantile 12.7)
 DEFAULT_MAX_SEEDS = 10
 OBJECTIVE = "val_acc"  # the value every trial reports per epoch and is told at the end (percent)
+#: RunConfig fields the command line may change on the protocol (a changed one is a new Optuna study)
+PROTOCOL_OPTIONS = tuple(f for f in PROTOCOL_FIELDS if f not in ("dataset", "preset"))
+#: RunConfig fields the command line sets on every trial without changing what it trains
+TRIAL_SETTINGS = ("eval_sizes", "data_dir", "download", "checkpoint_every_s", "keep_checkpoint", "logger")
 
 
 class UsageError(Exception):
@@ -70,12 +74,8 @@ def help_protocol(argv: list[str]) -> Protocol | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     argv = sys.argv[1:] if argv is None else argv
     shown = help_protocol(argv)
-
-    def default(field: str, fallback: str = "the protocol's") -> str:
-        return f"default: {getattr(shown, field)!r}, protocol {shown.name}'s" if shown else f"default: {fallback}"
-
-    p = argparse.ArgumentParser(prog="sweeps/run.py", description=__doc__.split("\n")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="sweeps/run.py", description=__doc__.split("\n")[1], name_prog=False,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list", action="store_true", help="list the studies and exit")
     p.add_argument("--study", help="a study's name (see --list), a study file path/to/study.toml, or "
                                    "package.module:STUDY (an ablations.Study)")
@@ -93,39 +93,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="local worker processes (one GPU each, round-robin; without GPUs each gets cores/N threads)")
     p.add_argument("--storage", help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default runs/)")
-    p.add_argument("--data-dir", type=Path, help="folder holding the CIFAR archive (default: the first of "
-                   "$HIREMLP_DATA, ~/.cache/hiremlp/data, <repository>/data and <repository>/../shared/data that "
-                   "holds it; an imagefolder protocol needs it)")
-    p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a cost estimate, run nothing")
-    p.add_argument("--checkpoint-every-s", type=float, default=None,
-                   help="seconds of training between a trial's checkpoints (default 60; 0: every epoch)")
-    p.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep each trial's final checkpoint after it completes (default: removed)")
-    p.add_argument("--logger", default="none",
-                   help="Lightning loggers per trial: none (default) or a comma-separated list of csv, "
-                        "tensorboard, wandb, mlflow")
     which = f"protocol {shown.name}'s values" if shown else "the protocol's values (--protocol NAME --help shows them)"
-    g = p.add_argument_group(f"recipe overrides (each sets one field of the protocol's recipe; a changed recipe is "
-                             f"a new Optuna study; defaults: {which})")
-    add_field_options(g, Recipe, shown=shown.recipe if shown else None)
-    g = p.add_argument_group("data overrides (a changed budget is a new Optuna study)")
-    g.add_argument("--train-subset", type=int, help=f"training images ({default('train_subset')}; None: all)")
-    g.add_argument("--eval-subset", type=int, help=f"validation and test images ({default('eval_subset')}; None: "
-                   f"the whole splits)")
-    g.add_argument("--data-seed", type=int, help=f"seed of the evaluation images ({default('data_seed')})")
-    g.add_argument("--eval-sizes", help="extra test sizes, e.g. 24,28,32 (default: the study's)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"{default('device')}")
-    g.add_argument("--precision", choices=("auto", "32", "bf16-mixed"),
-                   help=f"auto: bf16-mixed on GPU, 32 on CPU (bf16-mixed is faster on CPUs with AMX; "
-                        f"{default('precision')})")
-    g.add_argument("--val-size", type=int, help=f"training images held out for per-epoch validation "
-                   f"({default('val_size')})")
-    g.add_argument("--image-size", type=int, help="imagefolder protocols: training size in px (imagenet: 224)")
-    g.add_argument("--classes", help="imagefolder protocols: the first N classes, or a file listing class names")
-    g.add_argument("--devices", type=int, help="GPUs (processes) per trial, Lightning DDP (default 1); the recipe's "
-                   "batch size stays the global batch")
-    p.add_argument("--trainer", default="lightning", help=argparse.SUPPRESS)  # 'fake' tests the machinery
+    mine = f", protocol {shown.name}'s" if shown else ""
+    add_field_options(p.add_argument_group(f"recipe overrides (each sets one field of the protocol's recipe; a "
+                                           f"changed recipe is a new Optuna study; defaults: {which})"),
+                      Recipe, shown=shown.recipe if shown else None, shown_as=mine)
+    add_field_options(p.add_argument_group(f"data and system overrides (a changed budget is a new Optuna study; "
+                                           f"defaults: {which})"),
+                      RunConfig, only=PROTOCOL_OPTIONS, shown=shown.config if shown else None, shown_as=mine)
+    add_field_options(p.add_argument_group("every trial's settings (they change how a trial is run and kept, not "
+                                           "what it trains; --eval-sizes defaults to the study's)"),
+                      RunConfig, only=TRIAL_SETTINGS)
+    p.add_argument("--trainer", default="lightning", help=argparse.SUPPRESS)  # module:function, for tests
     p.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)  # set on --workers children
     return p.parse_args(argv)
 
@@ -147,15 +127,8 @@ def list_studies() -> None:
             print(f"{str(path):14s} {'bad':>4s}  {'file':8s} {found}")
 
 
-def _int_list(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise UsageError(f"{what} {text!r} is not a comma-separated list of integers, e.g. 24,28,32") from None
-
-
 def resolve(args: argparse.Namespace):
-    """Turn the arguments into (study, protocol, rows, seeds, eval_sizes); UsageError on bad input."""
+    """Turn the arguments into (study, protocol, rows, seeds, settings); UsageError on bad input."""
     if not args.study:
         raise UsageError(f"--study is required; allowed: {', '.join(STUDIES)} (see --list)")
     try:
@@ -171,14 +144,8 @@ def resolve(args: argparse.Namespace):
             log("no GPU found: running the 'cpu' protocol (large effects only; --dry-run says how long); "
                 "--protocol smoke is a few-minute pipeline check, --protocol cifar10 the GPU protocol")
     try:
-        protocol = get_protocol(name)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    try:
-        protocol = with_overrides(protocol, **values_of(args, recipe_fields()), train_subset=args.train_subset,
-                                  eval_subset=args.eval_subset, data_seed=args.data_seed, device=args.device,
-                                  precision=args.precision, image_size=args.image_size, classes=args.classes,
-                                  devices=args.devices, val_size=args.val_size)
+        protocol = get_protocol(name).with_changes(**values_of(args, recipe_fields()),
+                                                   **values_of(args, PROTOCOL_OPTIONS))
     except ValueError as e:
         raise UsageError(str(e)) from None
     rows = study.labels
@@ -196,17 +163,12 @@ def resolve(args: argparse.Namespace):
     seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
     if seeds < 1 or (args.workers or 0) < 1:
         raise UsageError("--seeds and --workers must be >= 1")
-    eval_sizes = _int_list(args.eval_sizes, "--eval-sizes") if args.eval_sizes else study.eval_sizes
-    if args.checkpoint_every_s is not None and args.checkpoint_every_s < 0:
-        raise UsageError(f"--checkpoint-every-s must be >= 0 (0 = every epoch), got {args.checkpoint_every_s}")
-    if args.logger.strip().lower() not in ("", "none"):
-        from lightning_modules.loggers import parse_loggers  # imports Lightning: only when a logger is asked for
-
-        try:
-            parse_loggers(args.logger)
-        except ValueError as e:
-            raise UsageError(f"--logger: {e}") from None
-    return study, protocol, rows, seeds, eval_sizes
+    settings = {"eval_sizes": study.eval_sizes, **values_of(args, TRIAL_SETTINGS)}
+    try:
+        protocol.config.with_changes(**settings)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return study, protocol, rows, seeds, settings
 
 
 def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: int) -> SeedRule | None:
@@ -240,50 +202,31 @@ def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: in
     return SeedRule(args.target_ci, seeds, max_seeds, study.default_row, tuple(rows), design=design)
 
 
-def find_data_dir(args: argparse.Namespace, dataset: str) -> Path | None:
-    """The first folder holding the dataset: --data-dir, $HIREMLP_DATA, ~/.cache/hiremlp/data, <repository>/data,
-    <repository>/../shared/data (the last two are the sweep's own, beyond ``cifar.default_data_dir``; --help and
-    README name them). With --download, the first of those (it will be downloaded there)."""
-    if dataset == "imagefolder":
-        return image_folder_dir(args)
-    archive, folder = {"cifar10": ("cifar-10-python.tar.gz", "cifar-10-batches-py"),
-                       "cifar100": ("cifar-100-python.tar.gz", "cifar-100-python")}[dataset]
-    if args.data_dir is not None:
-        candidates = [args.data_dir]
-    else:
-        env = os.environ.get("HIREMLP_DATA")
-        candidates = [Path(env)] if env else []
-        candidates += [Path.home() / ".cache/hiremlp/data", REPO_ROOT / "data", REPO_ROOT.parent / "shared/data"]
-    for c in candidates:
-        c = c.expanduser()
-        if (c / archive).is_file() or (c / folder).is_dir():
-            return c
-    if args.download:
-        return candidates[0].expanduser()
-    where = str(args.data_dir) if args.data_dir is not None else ", ".join(str(c) for c in candidates)
-    raise UsageError(f"no {dataset} data ({archive} or {folder}/) in {where}; pass --data-dir DIR or --download")
+def data_folder(protocol: Protocol, settings: dict) -> str:
+    """The dataset's folder (``lightning_modules.cifar.find_data_dir``'s search when none is given); an ImageFolder
+    tree is checked now (layout, classes, every image header) so a bad tree stops the sweep before any trial (the
+    check is cached per tree, so workers and later runs do not repeat it)."""
+    from lightning_modules.cifar import DatasetError, find_data_dir
 
-
-def image_folder_dir(args: argparse.Namespace) -> Path:
-    """--data-dir, checked now (layout, classes, every image header) so a bad tree stops the sweep before any
-    trial; the check is cached per tree, so workers and later runs do not repeat it."""
-    if args.data_dir is None:
-        raise UsageError("an imagefolder protocol needs --data-dir DIR (a tree with train/<class>/ and "
-                         "val/<class>/ folders of images)")
-    from lightning_modules.cifar import DatasetError
-    from lightning_modules.imagefolder import scan_image_folder
-
+    given = settings.get("data_dir")
     try:
-        scan_image_folder(args.data_dir, args.classes)
+        if protocol.dataset != "imagefolder":
+            return str(find_data_dir(protocol.dataset, given, download_ok=settings.get("download", False)))
+        if given is None:
+            raise UsageError("an imagefolder protocol needs --data-dir DIR (a tree with train/<class>/ and "
+                             "val/<class>/ folders of images)")
+        from lightning_modules.imagefolder import scan_image_folder
+
+        scan_image_folder(given, protocol.classes)
+        return given
     except DatasetError as e:
         raise UsageError(str(e)) from None
-    return args.data_dir
 
 
 def protocol_label(protocol, name: str) -> str:
     """`smoke`, or `smoke+<hash8>` when recipe overrides (--epochs, --lr, ...) make it a variant."""
     named = get_protocol(protocol.name)
-    same = dataclasses.replace(protocol, device=named.device) == named
+    same = protocol.config.with_changes(device=named.device) == named.config
     return protocol.name if same else f"{protocol.name}+{name.rsplit('-', 1)[1]}"
 
 
@@ -324,7 +267,7 @@ def dry_run(study: Study, protocol, rows: list[str], seeds: int, eval_sizes, n_t
     n_train, n_val, n_test, counted = cost.image_counts(protocol)
     epochs = protocol.recipe.total_epochs
     print(f"images: {n_train:,} train x {epochs} epochs, {n_val:,} validation per epoch, {n_test:,} test "
-          f"at {cost.image_size(protocol)} px per trial{' (' + counted + ')' if counted else ''}")
+          f"at {protocol.config.train_image_size} px per trial{' (' + counted + ')' if counted else ''}")
     print(f"cost: {est.total_macs:.3g} MACs = 3 x MACs/img x {n_train:,} train images x {epochs} epochs "
           f"(+ 1 x for validation and test{', sizes ' + ','.join(map(str, eval_sizes)) if eval_sizes else ''}), "
           f"summed over the trials")
@@ -388,32 +331,22 @@ def spawn_workers(n: int, argv: list[str], device: str = "auto") -> int:
 
 
 def report(study: Study, label: str, folder: Path) -> None:
-    """The study's table: analysis.report if available, else a plain pandas summary of results.csv."""
-    try:
-        from analysis.report import report_study
-    except ImportError:
-        report_study = None
-    if report_study is not None:
-        try:
-            print(report_study(study, label, folder.parent))
-            print(f"report: {folder / 'report'}")
-            return
-        except Exception as e:  # noqa: BLE001 - the sweep's results are stored; the report is a convenience
-            log(f"analysis.report failed ({type(e).__name__}: {e}); plain table instead")
-    import pandas as pd
+    """The study's table (`analysis.report`); the sweep's results are stored whatever happens to it."""
+    from analysis.report import report_study
 
-    df = pd.read_csv(folder / "results.csv")
-    done = df[df["state"] == "COMPLETE"]
-    if done.empty:
-        return
-    table = done.groupby("row", sort=False)["test_acc"].agg(["count", "mean", "std"]).round(2)
-    table["paper_top1"] = [study.row(r).paper_top1 for r in table.index]
-    print(table.to_string())
+    try:
+        print(report_study(study, label, folder.parent))
+        print(f"report: {folder / 'report'}")
+    except Exception as e:  # noqa: BLE001 - the sweep's results are stored; the report is a convenience
+        log(f"analysis.report failed ({type(e).__name__}: {e}); the trials are in {folder / 'results.csv'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:  # --help, or bad input (one line, status 2)
+        return int(e.code or 0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.list:
         list_studies()
@@ -434,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
-    study, protocol, rows, seeds, eval_sizes = resolve(args)
+    study, protocol, rows, seeds, settings = resolve(args)
     n_trials = args.trials or study.n_trials
     spec = grid.spec(study, protocol)
     name = grid.study_name(spec)
@@ -444,17 +377,17 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     if not args.as_worker:  # checked once by the command, not again by each worker it starts
-        preflight.check_recipe(study, protocol, rows, eval_sizes, trainer)
+        preflight.check_recipe(study, protocol, rows, settings)
     if args.dry_run:
-        dry_run(study, protocol, rows, seeds, eval_sizes, n_trials, name, args.runs_dir, rule)
+        dry_run(study, protocol, rows, seeds, settings["eval_sizes"], n_trials, name, args.runs_dir, rule)
         return 0
-    data_dir = args.data_dir if args.trainer == "fake" else find_data_dir(args, protocol.dataset)
-    if args.trainer != "fake":
+    if getattr(trainer, "needs_data", True):
+        settings["data_dir"] = data_folder(protocol, settings)
         if not args.as_worker:
-            note = preflight.verify_data(protocol.dataset, data_dir, args.download)
+            note = preflight.verify_data(protocol.dataset, settings["data_dir"], settings.get("download", False))
             if note:
                 log(f"warning: {note}")
-            preflight.check_budget(protocol, data_dir)
+            preflight.check_budget(protocol, settings["data_dir"])
         preflight.ignore_archive_warning()  # said once above, not once per trial
     if args.as_worker:
         cpu_threads.apply_from_env()
@@ -475,15 +408,9 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             ostudy.set_metric_names([OBJECTIVE])
-    run_options = {"keep_checkpoint": True} if args.keep_checkpoints else {}
-    if args.checkpoint_every_s is not None:
-        run_options["checkpoint_every_s"] = args.checkpoint_every_s
-    if args.logger.strip().lower() not in ("", "none"):
-        run_options["logger"] = args.logger
     sweep = worker.Sweep(study=study, protocol=protocol, ostudy=ostudy, folder=folder,
-                         todo=grid.cells(rows, seeds), trainer=trainer, eval_sizes=tuple(eval_sizes),
-                         data_dir=data_dir, download=args.download, n_trials=n_trials, log=log, seed_rule=rule,
-                         run_options=run_options)
+                         todo=grid.cells(rows, seeds), trainer=trainer, settings=settings, n_trials=n_trials, log=log,
+                         seed_rule=rule)
     if args.as_worker:
         worker.work(sweep)
         return 0
@@ -505,7 +432,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             log(progress.progress_line(ostudy, sweep.todo))
     to_run = len(sweep.todo) - done if study.kind == "table" else max(0, n_trials - worker.tune_budget_used(ostudy))
     if trainer is lightning_trainer and to_run:  # another trainer's time is not the model's
-        log(cost.start_line(study, protocol, rows, tuple(eval_sizes), to_run, args.runs_dir))
+        log(cost.start_line(study, protocol, rows, settings["eval_sizes"], to_run, args.runs_dir))
     if args.workers > 1:
         spawn_workers(args.workers, argv, protocol.device)
     else:
@@ -515,7 +442,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
 
 def finish(sweep: worker.Sweep, args: argparse.Namespace) -> int:
     """Write results.csv, print the table, and say which cells have no result (exit 1 if any)."""
-    adaptive.update_todo(sweep)
+    if sweep.seed_rule is not None:
+        sweep.todo = adaptive.cells_now(sweep.ostudy, sweep.seed_rule)
     results.write_results_csv(sweep.ostudy, sweep.study.name, sweep.protocol.name, sweep.folder / "results.csv")
     results.write_curves_csv(sweep.ostudy, sweep.folder / "curves.csv")
     results.write_predictions_csv(sweep.ostudy, sweep.folder / "predictions.csv")

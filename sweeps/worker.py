@@ -6,6 +6,7 @@ Several workers (processes, possibly on several machines with an RDB storage) ca
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 import time
@@ -15,15 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
+import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import Study
+from lightning_modules.failures import BROKEN_DEVICE, failure_reason
 from lightning_modules.predictions import KEY as PREDICTIONS_KEY
 from sweeps import adaptive, grid, progress, recovery, results, tune
 from sweeps.grid import Cell
 from sweeps.protocols import Protocol
-from sweeps.trainers import Trainer, TrialJob, job_for, model_config
+from sweeps.trainers import Trainer, trial_config
 
 if TYPE_CHECKING:
     from analysis.seed_rule import SeedRule
@@ -43,14 +46,11 @@ class Sweep:
     folder: Path  # runs/<study>-<protocol>
     todo: list[Cell]  # table studies: the cells this invocation is responsible for
     trainer: Trainer
-    eval_sizes: tuple[int, ...] = ()
-    data_dir: Path | None = None
-    download: bool = False
+    settings: dict = field(default_factory=dict)  # RunConfig fields every trial gets: data folder, eval sizes, ...
     n_trials: int = 0  # tune studies: the trial budget
     seed: int = 0  # tune studies: the training seed of every trial
     log: Callable[[str], None] = print
     seed_rule: SeedRule | None = None  # --target-ci: `todo` follows the rule's decisions
-    run_options: dict = field(default_factory=dict)  # RunConfig run-control fields (RUN_CONTROL)
 
 
 # ----------------------------------------------------------------------------------------------- bookkeeping
@@ -81,7 +81,7 @@ def prepare(sweep: Sweep, enqueue: bool) -> None:
         recover(sweep)
         if enqueue and sweep.study.kind == "table":
             if sweep.seed_rule is not None:
-                adaptive.extend(sweep)
+                sweep.todo = adaptive.extend(sweep.ostudy, sweep.seed_rule, sweep.log)
             added = grid.enqueue_missing(sweep.ostudy, sweep.todo, recovery.is_live)
             if added:
                 sweep.log(f"queued {len(added)} cell(s): {', '.join(c.key for c in added)}")
@@ -102,7 +102,7 @@ def next_trial(sweep: Sweep) -> optuna.Trial | None:
     with grid.grid_lock(sweep.folder):
         recover(sweep)
         if sweep.seed_rule is not None:
-            adaptive.extend(sweep)
+            sweep.todo = adaptive.extend(sweep.ostudy, sweep.seed_rule, sweep.log)
         intent = sweep.folder / ".claiming"
         intent.write_text(f"{recovery.HOST} {os.getpid()}\n")
         if sweep.study.kind == "table":
@@ -182,13 +182,11 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
             return
 
     try:
-        job = job_for(sweep.study, sweep.protocol, row, seed, hp, run_dir, sweep.eval_sizes, sweep.data_dir,
-                      sweep.download, sweep.run_options)
+        cfg = trial_config(sweep.study, sweep.protocol, row, seed, run_dir, hp, **sweep.settings)
     except ValueError as e:  # e.g. a sampled epoch budget shorter than the warmup
         _close(sweep, trial, TrialState.FAIL, fail_reason=f"config error: {e}"[:300])
         sweep.log(f"fail  {name}: config error: {e}")
         return
-    protocol = job.protocol
     # An earlier attempt of this cell (crashed, killed, failed) may have left its checkpoint here: the trainer
     # resumes from it. Only that attempt's verdict files go.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -196,10 +194,10 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
         (run_dir / stale).unlink(missing_ok=True)
     attrs = {
         "row": row, "seed": seed, "run_dir": str(run_dir), "code_version": results.code_version(),
-        "versions": results.library_versions(), "protocol": protocol.record(),
-        "recipe": protocol.recipe.to_flat(),
-        "preset": job.preset, "overrides": _jsonable(job.overrides), "cfg": _flat_config(job),
-        "threads": _torch_threads(),
+        "versions": results.library_versions(), "protocol": sweep.protocol.record(),
+        "recipe": cfg.recipe.to_flat(),
+        "preset": cfg.preset, "overrides": _jsonable(cfg.model_overrides), "cfg": cfg.model_config(None).spec(),
+        "threads": torch.get_num_threads(),  # a slow trial told from an oversubscribed one
     }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
@@ -214,7 +212,7 @@ def run_one(sweep: Sweep, trial: optuna.Trial) -> None:
     state, reason, result = TrialState.COMPLETE, "", {}
     with recovery.Heartbeat(trial):
         try:
-            result = dict(sweep.trainer(job, callbacks))
+            result = dict(sweep.trainer(cfg, callbacks, row=row))
             val = result.get("val_acc")
             if val is None or not math.isfinite(float(val)):
                 state, reason = TrialState.FAIL, f"diverged: val_acc={val}"
@@ -259,19 +257,6 @@ class BrokenDeviceError(RuntimeError):
     """This process's CUDA context is unusable (a sticky error): the worker stops instead of failing every cell."""
 
 
-BROKEN_DEVICE = "cuda error"
-#: CUDA errors that leave the context unusable: every later kernel of this process fails at once
-STICKY_CUDA_ERRORS = ("device-side assert", "illegal memory access", "unspecified launch failure",
-                      "misaligned address", "illegal instruction", "launch timed out", "cudaerrorlaunchfailure",
-                      "cublas_status_execution_failed", "uncorrectable ecc", "hardware stack error")
-
-
-def is_sticky_cuda_error(e: BaseException) -> bool:
-    """Whether ``e`` is a CUDA error after which this process can run no more kernels."""
-    text = f"{type(e).__name__}: {e}".lower()
-    return any(lib in text for lib in ("cuda", "cublas", "cudnn")) and any(m in text for m in STICKY_CUDA_ERRORS)
-
-
 def give_back(sweep: Sweep, trial: optuna.Trial, reason: str) -> None:
     """After a sticky CUDA error: re-queue the cell for a healthy worker (once: a cell that broke a device before is
     left failed, since the fault is then likely its own) and stop this worker with :class:`BrokenDeviceError`."""
@@ -303,21 +288,6 @@ def _close(sweep: Sweep, trial: optuna.Trial, state: TrialState, value: float | 
         return False
 
 
-def failure_reason(e: BaseException) -> str:
-    """One line that says what kind of failure it was."""
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    name = type(e).__name__
-    if "OutOfMemory" in name or "out of memory" in msg.lower():
-        return f"out of memory: {msg}"[:300]
-    if is_sticky_cuda_error(e):
-        return f"{BROKEN_DEVICE} ({name}): {msg}"[:300]
-    if "Diverged" in name:
-        return f"diverged: {msg}"[:300]
-    if isinstance(e, (ValueError, TypeError)):
-        return f"config error: {msg}"[:300]
-    return f"{name}: {msg}"[:300]
-
-
 RETRY_FIXES = ("never ran", "crashed/stale", "interrupted", "out of memory", "duplicate", "cuda error")
 RETRY_REPEATS = ("config error", "diverged")  # the same recipe and seed fail the same way
 
@@ -340,30 +310,9 @@ def retry_advice(reasons: list[str]) -> str:
 
 
 def _free_gpu_memory() -> None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gc.collect()  # Lightning's trainer and module hold each other: only a collection frees them
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
-def _flat_config(job: TrialJob) -> dict:
-    """The model's flat config (hiremlp's `spec`: a Hire row records no token-mixer fields, as before they
-    existed), or {} if this row does not even build a config."""
-    try:
-        return model_config(job).spec()
-    except Exception:  # noqa: BLE001 - the trainer will fail this trial with the real reason
-        return {}
-
-
-def _torch_threads() -> int:
-    """The intra-op threads this trial trains with (so a slow trial can be told from an oversubscribed one)."""
-    import torch
-
-    return torch.get_num_threads()
+    if torch.cuda.is_available():
+        gc.collect()  # Lightning's trainer and module hold each other: only a collection frees them
+        torch.cuda.empty_cache()
 
 
 def _fmt_hp(hp: dict) -> str:
@@ -371,12 +320,5 @@ def _fmt_hp(hp: dict) -> str:
 
 
 def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    return value
+    """As the storage keeps it: tuples as lists, Paths as strings, numpy and torch scalars as numbers."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from lightning_modules.run import run
+from lightning_modules.runner import run
 from lightning_modules.train import config_from_args
 
 

@@ -1,7 +1,7 @@
 """`--target-ci`: seeds until each row's interval is narrow enough, as ordinary resumable grid cells.
 
 The rule itself is checked as a pure function; the sweep runs with the fake trainer whose test accuracy has known
-row effects, a shared per-seed component and per-row noise (`sweeps.trainers.SeedNoiseModel`), in milliseconds per
+row effects, a shared per-seed component and per-row noise (`tests.sweep_fakes.SeedNoiseModel`), in milliseconds per
 trial; the kill/resume test runs the real CLI in subprocesses."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 from analysis.seed_rule import SeedRule, decide
 from analysis.stats import diff_ci, paired_detectable_difference
 from sweeps.run import main
+from tests.sweep_fakes import FAKE
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
@@ -31,7 +32,7 @@ TARGET, FIRST, CAP = 0.3, 3, 8
 
 
 def adaptive_args(runs: Path, *extra: str) -> list[str]:
-    return ["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(runs),
+    return ["--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--runs-dir", str(runs),
             "--target-ci", str(TARGET), "--max-seeds", str(CAP), *extra]
 
 
@@ -183,7 +184,7 @@ def test_dry_run_states_the_detectable_difference_from_an_earlier_run(tmp_path, 
     assert "grid: 4 rows x 3 seed(s) = 12 trials" in out  # table studies default to 3 seeds
     assert "detectable difference: not known in advance" in out
 
-    assert main(["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(tmp_path),
+    assert main(["--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--runs-dir", str(tmp_path),
                  "--seeds", "3"]) == 0
     capsys.readouterr()
     done = completed(tmp_path)
@@ -206,7 +207,7 @@ def test_dry_run_states_the_detectable_difference_from_an_earlier_run(tmp_path, 
     (["--target-ci", "0.5", "--rows", "zero,reflect"], "default row 'circular'; add it to --rows"),
 ])
 def test_bad_adaptive_input_is_one_line_and_exit_2(tmp_path, capsys, extra, needle):
-    assert main(["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(tmp_path),
+    assert main(["--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--runs-dir", str(tmp_path),
                  *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and err.startswith("error: ") and len(err.splitlines()) == 1
@@ -214,6 +215,6 @@ def test_bad_adaptive_input_is_one_line_and_exit_2(tmp_path, capsys, extra, need
 
 
 def test_target_ci_is_refused_for_tuning_studies(tmp_path, capsys):
-    assert main(["--study", "recipe", "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(tmp_path),
+    assert main(["--study", "recipe", "--protocol", "smoke", "--trainer", FAKE, "--runs-dir", str(tmp_path),
                  "--target-ci", "0.5"]) == 2
     assert "applies to table studies" in capsys.readouterr().err

@@ -29,6 +29,7 @@ from analysis.tables import (
     to_latex,
     to_markdown,
 )
+from tests.sweep_fakes import FAKE
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975_DF4 = 2.7764451051977987  # Student t 97.5% quantile, 4 degrees of freedom
@@ -345,7 +346,7 @@ def test_receptive_field_figure(tmp_path):
 def test_report_on_a_sweep_written_by_sweeps(tmp_path):
     """sweeps' own results.csv, journal and trial folders (fake trainer, milliseconds) feed the report."""
     pytest.importorskip("sweeps")
-    proc = _cli("sweeps/run.py", "--study", "padding", "--protocol", "smoke", "--seeds", "2", "--trainer", "fake",
+    proc = _cli("sweeps/run.py", "--study", "padding", "--protocol", "smoke", "--seeds", "2", "--trainer", FAKE,
                 "--runs-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     folder = tmp_path / "padding-smoke"

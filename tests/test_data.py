@@ -156,7 +156,8 @@ def test_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ failures
 
 def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=rf"{tmp_path}.*no cifar-10-python.tar.gz or cifar-10-batches-py"):
+    with pytest.raises(DatasetError, match=rf"no cifar10 data \(cifar-10-python.tar.gz or cifar-10-batches-py/\) in "
+                                           rf"{tmp_path}; pass a data folder"):
         load_cifar("cifar10", tmp_path)
     with pytest.raises(DatasetError, match="unknown dataset"):
         load_cifar("mnist", tmp_path)

@@ -201,16 +201,16 @@ class _EpochSpy:
 @pytest.mark.skipif(real_cifar_dir() is None, reason="real CIFAR-10 not found")
 def test_sweep_trial_on_two_devices_runs_in_its_own_command_and_reports_each_epoch(tmp_path: Path,
                                                                                  monkeypatch) -> None:
-    from sweeps.protocols import get_protocol, with_overrides
-    from sweeps.trainers import TrialJob, lightning_trainer
+    from ablations import get_study
+    from sweeps.protocols import get_protocol
+    from sweeps.trainers import lightning_trainer, trial_config
 
     monkeypatch.setenv("HIREMLP_CACHE", str(tmp_path / "cache"))
-    protocol = with_overrides(get_protocol("smoke"), devices=2, train_subset=128, eval_subset=64, batch_size=32,
-                              epochs=2)
-    job = TrialJob(study="padding", row="zero", seed=0, overrides={"padding": "zero"}, protocol=protocol,
-                   preset="smoke", run_dir=tmp_path / "trial", data_dir=real_cifar_dir())
+    protocol = get_protocol("smoke").with_changes(devices=2, train_subset=128, eval_subset=64, batch_size=32,
+                                                  epochs=2)
+    cfg = trial_config(get_study("padding"), protocol, "zero", 0, tmp_path / "trial", data_dir=str(real_cifar_dir()))
     spy = _EpochSpy()
-    result = lightning_trainer(job, [spy])
+    result = lightning_trainer(cfg, [spy], row="zero")
     assert result["world_size"] == 2 and result["per_device_batch"] == 16
     with open(tmp_path / "trial" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -225,4 +225,4 @@ def test_devices_option_reaches_the_protocol_and_the_study_name(capsys) -> None:
     out = capsys.readouterr().out
     assert "8 devices per trial (DDP)" in out and "on 8 GPU(s) per trial" in out
     assert sweep_main(["--study", "padding", "--protocol", "imagenet", "--devices", "3", "--dry-run"]) == 2
-    assert "does not divide over devices=3" in capsys.readouterr().err
+    assert "does not divide over devices x num_nodes = 3" in capsys.readouterr().err

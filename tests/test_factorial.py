@@ -14,7 +14,7 @@ from scipy import stats as sps
 from ablations.study_file import load_study_file, study_from_dict
 from analysis.factorial import contrasts
 from sweeps.run import main
-from sweeps.trainers import SeedNoiseModel
+from tests.sweep_fakes import FAKE, SeedNoiseModel
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "ablations" / "examples" / "padding_x_region.toml"
@@ -105,7 +105,7 @@ def test_a_2x2_factorial_sweep_prints_main_effects_and_the_interaction(tmp_path,
     monkeypatch.setenv("SWEEP_FAKE_SEED_SD", "1.0")
     monkeypatch.setenv("SWEEP_FAKE_NOISE_SD", "0.0")  # exact: every contrast equals its truth
     runs = tmp_path / "runs"
-    assert main(["--study", str(EXAMPLE), "--protocol", "smoke", "--trainer", "fake", "--seeds", "3",
+    assert main(["--study", str(EXAMPLE), "--protocol", "smoke", "--trainer", FAKE, "--seeds", "3",
                  "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("| (padding zero − circular) × (region_sizes"))
@@ -126,7 +126,7 @@ def test_target_ci_on_a_factorial_adds_seeds_to_every_row_until_the_widest_contr
     monkeypatch.setenv("SWEEP_FAKE_NOISE_SD", "0.3")
     runs = tmp_path / "runs"
     target = 0.6
-    assert main(["--study", str(EXAMPLE), "--protocol", "smoke", "--trainer", "fake", "--seeds", "2",
+    assert main(["--study", str(EXAMPLE), "--protocol", "smoke", "--trainer", FAKE, "--seeds", "2",
                  "--target-ci", str(target), "--max-seeds", "9", "--runs-dir", str(runs)]) == 0
     model = SeedNoiseModel.from_env()
     folder = runs / "padding_x_region-smoke"
@@ -154,7 +154,7 @@ def test_target_ci_on_a_factorial_adds_seeds_to_every_row_until_the_widest_contr
 
 def test_a_factorial_run_on_some_rows_reports_no_contrast_and_refuses_target_ci(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SWEEP_FAKE_EFFECTS", raising=False)
-    args = ["--study", str(EXAMPLE), "--protocol", "smoke", "--trainer", "fake", "--seeds", "2",
+    args = ["--study", str(EXAMPLE), "--protocol", "smoke", "--trainer", FAKE, "--seeds", "2",
             "--rows", "circular+4-3-3-2,zero+4-3-3-2", "--runs-dir", str(tmp_path / "runs")]
     assert main([*args, "--target-ci", "0.5"]) == 2
     assert "need every row; drop --rows" in capsys.readouterr().err

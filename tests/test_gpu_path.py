@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import hiremlp.cross_region as cr
 from hiremlp import HireModule
 from hiremlp.inner_region import InnerRegionMLP
+from tests.sweep_fakes import FAKE
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = next((Path(p).resolve() for p in (os.environ.get("HIREMLP_DATA"), REPO.parent / "shared" / "data")
@@ -312,7 +313,7 @@ def test_a_checkpoint_with_more_cuda_states_than_visible_devices_resumes(monkeyp
 def fake_sweep(tmp_path, monkeypatch):
     for var in ("SWEEP_FAKE_FAIL", "SWEEP_FAKE_NAN", "SWEEP_FAKE_SLEEP", "SWEEP_FAKE_LOG"):
         monkeypatch.delenv(var, raising=False)
-    return ["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(tmp_path),
+    return ["--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--runs-dir", str(tmp_path),
             "--seeds", "1", "--rows", "zero,circular"]
 
 
@@ -332,17 +333,18 @@ def test_a_sticky_cuda_error_stops_the_worker_and_gives_the_cell_back(tmp_path, 
     """A device-side assert leaves the process's CUDA context unusable: the worker records the trial, re-queues its
     cell and exits (status 3, saying why) instead of failing every remaining cell at once; a healthy run then
     completes everything. A cell that breaks a device a second time is left failed."""
-    import sweeps.trainers as trainers
     from sweeps.run import main
+    from tests import sweep_fakes
 
-    real, broken = trainers.fake_trainer, {"zero"}
+    real, broken = sweep_fakes.fake_trainer, {"zero"}
 
-    def sometimes_broken(job, callbacks=()):
-        if job.row in broken:
+    def sometimes_broken(cfg, callbacks=(), *, row):
+        if row in broken:
             raise RuntimeError("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA ...")
-        return real(job, callbacks)
+        return real(cfg, callbacks, row=row)
 
-    monkeypatch.setattr(trainers, "fake_trainer", sometimes_broken)
+    sometimes_broken.needs_data = False
+    monkeypatch.setattr(sweep_fakes, "fake_trainer", sometimes_broken)
     assert main(fake_sweep) == 3
     err = capsys.readouterr().err
     assert "CUDA context is broken" in err and "re-queued" in err
@@ -361,17 +363,18 @@ def test_a_sticky_cuda_error_stops_the_worker_and_gives_the_cell_back(tmp_path, 
 def test_out_of_memory_frees_the_cache_after_the_trial_is_gone(tmp_path, fake_sweep, monkeypatch) -> None:
     """``empty_cache`` can only return blocks no tensor holds: called inside the handler, the exception's frames
     still held the trial's tensors."""
-    import sweeps.trainers as trainers
     from sweeps.run import main
+    from tests import sweep_fakes
 
     refs, alive_at_free = [], []
 
-    def oom(job, callbacks=()):
+    def oom(cfg, callbacks=(), *, row):
         activations = torch.zeros(1000)
         refs.append(weakref.ref(activations))
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(trainers, "fake_trainer", oom)
+    oom.needs_data = False
+    monkeypatch.setattr(sweep_fakes, "fake_trainer", oom)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: alive_at_free.append(refs[-1]() is not None))
     assert main(fake_sweep) == 1

@@ -24,7 +24,7 @@ from analysis.stats import (
     welch_diff_ci,
 )
 from analysis.tables import display_table, rank_sentence, summarize_study
-from sweeps.trainers import SeedNoiseModel
+from tests.sweep_fakes import SeedNoiseModel
 
 ROWS = ("ref", "a", "b", "c")
 MODEL = SeedNoiseModel({"ref": 0.0, "a": 0.4, "b": -0.3, "c": 0.0}, seed_sd=1.0, noise_sd=0.3)

@@ -22,6 +22,7 @@ from analysis.stats import paired_diff_ci
 from analysis.tables import display_table, summarize_study
 from analysis.two_level import p_value, two_level_diff_ci
 from lightning_modules import predictions
+from tests.sweep_fakes import FAKE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -253,7 +254,7 @@ def test_a_sweep_keeps_predictions_where_a_report_elsewhere_finds_them(tmp_path:
     monkeypatch.setenv("SWEEP_FAKE_EFFECTS", "zero=-3,circular=0")
     for var in ("SWEEP_FAKE_FAIL", "SWEEP_FAKE_NAN", "SWEEP_FAKE_SLEEP", "SWEEP_FAKE_LOG"):
         monkeypatch.delenv(var, raising=False)
-    assert main(["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(tmp_path),
+    assert main(["--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--runs-dir", str(tmp_path),
                  "--rows", "zero,circular", "--seeds", "3"]) == 0
     folder = tmp_path / "padding-smoke"
     from_storage = load_optuna(folder / "optuna.journal", "padding", "smoke")

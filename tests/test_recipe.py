@@ -23,7 +23,8 @@ from lightning_modules.augment import RANDAUG_OPS, RandAugment, mix_batch, rando
 from lightning_modules.gpu_loader import GpuBatches
 from lightning_modules.recipe import PAPER, RECIPES, Recipe, describe, recipe_fields
 from sweeps import grid
-from sweeps.protocols import PROTOCOLS, get_protocol, with_overrides
+from sweeps.protocols import PROTOCOLS, get_protocol
+from tests.sweep_fakes import FAKE
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
@@ -150,7 +151,7 @@ def test_protocol_descriptions_are_generated_from_the_fields() -> None:
     smoke = describe(get_protocol("smoke").recipe)
     for words in ("RandAugment", "erasing", "mixup", "repeated", "EMA", "warmup"):
         assert words not in smoke  # the smoke recipe turns them off, so its description does not name them
-    variant = with_overrides(get_protocol("cifar10"), ema=0.999)
+    variant = get_protocol("cifar10").with_changes(ema=0.999)
     assert "ema 0.999 (paper 0): override" in variant.description and "EMA 0.999" in variant.description
 
 
@@ -158,8 +159,8 @@ def test_recipe_changes_make_a_new_study_and_off_knobs_keep_names() -> None:
     study = get_study("padding")
     base = get_protocol("smoke")
     name = grid.study_name(grid.spec(study, base))
-    assert grid.study_name(grid.spec(study, with_overrides(base, mixup=0.2))) != name
-    assert grid.study_name(grid.spec(study, with_overrides(base, data_seed=1))) != name
+    assert grid.study_name(grid.spec(study, base.with_changes(mixup=0.2))) != name
+    assert grid.study_name(grid.spec(study, base.with_changes(data_seed=1))) != name
     spec = grid.spec(study, base)["protocol"]["recipe"]
     assert "mixup" not in spec and "ema" not in spec and spec["epochs"] == 3  # off knobs stay out of the hash
 
@@ -482,7 +483,7 @@ def test_a_sweep_records_the_recipe_in_user_attrs_and_results_csv(tmp_path: Path
     from sweeps.run import main
     from sweeps.storage import open_storage
 
-    args = ["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(tmp_path),
+    args = ["--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--runs-dir", str(tmp_path),
             "--rows", "zero", "--mixup", "0.2", "--randaug-ops", "1"]
     assert main(args) == 0
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]

@@ -14,8 +14,8 @@ from ablations.distinct_rows import paper_configs, study_configs
 from ablations.studies import row_config
 from lightning_modules.dataset_classes import dataset_classes
 from sweeps import cost
-from sweeps.protocols import get_protocol, with_overrides
-from sweeps.trainers import job_for, model_config, run_config
+from sweeps.protocols import get_protocol
+from sweeps.trainers import trial_config
 
 BAD = Study(name="bad", description="a row with a misspelt field", paper_table=None, default_row="ok",
             rows=(Row("ok", {"padding": "zero"}), Row("typo", {"paddin": "zero"})))
@@ -36,9 +36,8 @@ def test_row_config_applies_drop_path_and_classes_and_names_bad_fields() -> None
     lambda: study_configs(BAD, "smoke"),
     lambda: paper_configs(BAD),
     lambda: cost._build(BAD, get_protocol("smoke"), "typo"),
-    lambda: model_config(job_for(BAD, get_protocol("smoke"), "typo", 0, {}, Path("x")), 10),
-    lambda: run_config(job_for(BAD, get_protocol("smoke"), "typo", 0, {}, Path("x"))),
-], ids=["studies", "distinct_rows", "paper_configs", "cost", "trainers", "run_config"])
+    lambda: trial_config(BAD, get_protocol("smoke"), "typo", 0, Path("x")),
+], ids=["studies", "distinct_rows", "paper_configs", "cost", "trial_config"])
 def test_every_builder_names_an_unknown_field(build) -> None:
     """`dataclasses.replace` would raise a TypeError without the allowed names; every builder gives the same line."""
     with pytest.raises(ValueError, match=r"unknown model config field 'paddin'"):
@@ -47,13 +46,12 @@ def test_every_builder_names_an_unknown_field(build) -> None:
 
 def test_every_builder_builds_the_same_row_with_drop_path_and_classes() -> None:
     study = get_study("padding")
-    protocol = with_overrides(get_protocol("cpu"), drop_path=0.15)
-    job = job_for(study, protocol, "zero", 0, {}, Path("x"))
+    protocol = get_protocol("cpu").with_changes(drop_path=0.15)
+    cfg = trial_config(study, protocol, "zero", 0, Path("x"))
     want = row_config(study, "zero", protocol.preset, drop_path=0.15, num_classes=10)
     assert want.drop_path_rate == 0.15 and want.padding == "zero"
     assert cost._build(study, protocol, "zero").config == want
-    assert model_config(job, 10) == want
-    assert run_config(job).model_config(dataset_classes(protocol.dataset)) == want
+    assert cfg.model_config(dataset_classes(protocol.dataset)) == want
 
 
 def test_classes_of_a_dataset_are_worked_out_once(jpeg_tree: Path, tmp_path: Path) -> None:
@@ -64,7 +62,7 @@ def test_classes_of_a_dataset_are_worked_out_once(jpeg_tree: Path, tmp_path: Pat
     assert dataset_classes("imagefolder", None, str(listing)) == 2 == dataset_classes("imagefolder", jpeg_tree,
                                                                                       str(listing))
     assert dataset_classes("imagefolder") is None  # unknowable without the tree
-    imagenet100 = with_overrides(get_protocol("imagenet"), classes="100")
+    imagenet100 = get_protocol("imagenet").with_changes(classes="100")
     assert cost._build(get_study("padding"), imagenet100, "zero").config.num_classes == 100
     assert cost.num_classes(get_protocol("imagenet")) == 1000  # the dry run costs an unstated tree as ImageNet-1k
     with pytest.raises(ValueError, match="dataset='mnist'"):

@@ -15,7 +15,8 @@ from ablations.study_file import StudyFileError, load_study_file, resolve_study
 from sweeps import grid
 from sweeps.protocols import get_protocol
 from sweeps.run import main
-from sweeps.trainers import job_for
+from sweeps.trainers import trial_config
+from tests.sweep_fakes import FAKE
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "ablations" / "examples"
@@ -77,7 +78,7 @@ def test_every_bad_file_is_one_line_and_exit_2_before_any_trial(tmp_path, monkey
     path = write(tmp_path, text)
     log = tmp_path / "fake.log"
     monkeypatch.setenv("SWEEP_FAKE_LOG", str(log))
-    rc = main(["--study", str(path), "--protocol", "smoke", "--trainer", "fake", "--seeds", "1",
+    rc = main(["--study", str(path), "--protocol", "smoke", "--trainer", FAKE, "--seeds", "1",
                "--runs-dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err.strip()
     assert rc == 2
@@ -88,9 +89,9 @@ def test_every_bad_file_is_one_line_and_exit_2_before_any_trial(tmp_path, monkey
 
 
 def test_a_missing_file_and_a_bad_entry_point_are_one_line(tmp_path, capsys):
-    assert main(["--study", str(tmp_path / "none.toml"), "--trainer", "fake", "--protocol", "smoke"]) == 2
+    assert main(["--study", str(tmp_path / "none.toml"), "--trainer", FAKE, "--protocol", "smoke"]) == 2
     assert "cannot read the study file" in capsys.readouterr().err
-    assert main(["--study", "sweeps.run:log", "--trainer", "fake", "--protocol", "smoke"]) == 2
+    assert main(["--study", "sweeps.run:log", "--trainer", FAKE, "--protocol", "smoke"]) == 2
     assert "is not an ablations.Study" in capsys.readouterr().err
 
 
@@ -144,10 +145,10 @@ def test_built_in_study_names_are_unchanged():
 def test_a_recipe_row_changes_the_trials_recipe_and_nothing_else():
     study = load_study_file(EXAMPLES / "smoothing.toml")
     protocol = get_protocol("smoke")
-    ls = job_for(study, protocol, "ls", 0, {}, Path("x"))
-    base = job_for(study, protocol, "base", 0, {}, Path("x"))
-    assert ls.protocol.recipe.label_smoothing == 0.1 and base.protocol.recipe.label_smoothing == 0.0
-    assert ls.protocol.recipe.replace(label_smoothing=0.0) == base.protocol.recipe and ls.overrides == {}
+    ls = trial_config(study, protocol, "ls", 0, Path("x"))
+    base = trial_config(study, protocol, "base", 0, Path("x"))
+    assert ls.recipe.label_smoothing == 0.1 and base.recipe.label_smoothing == 0.0
+    assert ls.recipe.replace(label_smoothing=0.0) == base.recipe and ls.model_overrides == {}
 
 
 def test_entry_point_and_list(tmp_path, monkeypatch, capsys):
@@ -176,7 +177,7 @@ def _rows_of(results: Path) -> dict[str, dict]:
 def test_a_study_file_runs_end_to_end_on_the_fake_trainer(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SWEEP_FAKE_EFFECTS", raising=False)
     runs = tmp_path / "runs"
-    args = ["--study", str(EXAMPLES / "smoothing.toml"), "--protocol", "smoke", "--trainer", "fake",
+    args = ["--study", str(EXAMPLES / "smoothing.toml"), "--protocol", "smoke", "--trainer", FAKE,
             "--seeds", "2", "--runs-dir", str(runs)]
     assert main([*args, "--dry-run"]) == 0
     assert "recipe label_smoothing=0.1" in capsys.readouterr().out
@@ -232,7 +233,7 @@ def test_same_network_rows_are_warned_in_the_dry_run_and_marked_in_the_report(tm
     monkeypatch.delenv("SWEEP_FAKE_EFFECTS", raising=False)
     path = write(tmp_path, SAME_NETWORK)
     runs = tmp_path / "runs"
-    args = ["--study", str(path), "--protocol", "smoke", "--trainer", "fake", "--seeds", "2", "--runs-dir", str(runs)]
+    args = ["--study", str(path), "--protocol", "smoke", "--trainer", FAKE, "--seeds", "2", "--runs-dir", str(runs)]
     assert main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "warning: rows no-cross, zero-shift are the same network" in out
@@ -271,7 +272,7 @@ def test_a_recipe_row_the_protocol_cannot_train_is_refused_before_any_trial(tmp_
     path = write(tmp_path, GOOD.replace("label_smoothing = 0.1", "warmup_epochs = 5.0"))
     log = tmp_path / "fake.log"
     monkeypatch.setenv("SWEEP_FAKE_LOG", str(log))
-    assert main(["--study", str(path), "--protocol", "smoke", "--trainer", "fake", "--runs-dir",
+    assert main(["--study", str(path), "--protocol", "smoke", "--trainer", FAKE, "--runs-dir",
                  str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err and "row 'ls'" in err and "warmup_epochs" in err

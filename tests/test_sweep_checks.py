@@ -14,9 +14,9 @@ import pytest
 
 from ablations import STUDIES, get_study
 from sweeps import cost, cpu_threads, preflight, worker
-from sweeps.protocols import PROTOCOLS, get_protocol, with_overrides
+from sweeps.protocols import PROTOCOLS, get_protocol
 from sweeps.run import main
-from sweeps.trainers import fake_trainer, lightning_trainer
+from tests.sweep_fakes import FAKE
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
@@ -30,7 +30,7 @@ def no_storage(runs: Path) -> bool:
 # ----------------------------------------------------------------------------------------------- early errors
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--eval-sizes", "0,-8"], "--eval-sizes 0,-8: 0, -8 is not an image size; sizes must be positive"),
+    (["--eval-sizes", "0,-8"], "eval_sizes=0,-8: sizes must be positive integers (pixels)"),
     (["--rows", ","], "--rows ',' names no row; allowed: zero, circular, reflect, replicate"),
     (["--lr", "-1"], "lr=-1.0 is not allowed: a number > 0"),
     (["--weight-decay", "-0.5"], "weight_decay=-0.5 is not allowed: a number >= 0"),
@@ -52,7 +52,7 @@ def test_row_that_does_not_build_on_the_protocol_exits_2(tmp_path, capsys, monke
     broken = dataclasses.replace(study, rows=(*study.rows, Row("bogus", {"padding": "mirror"})))
     monkeypatch.setitem(STUDIES, "padding", broken)
     runs = tmp_path / "runs"
-    assert main(["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(runs)]) == 2
+    assert main(["--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--runs-dir", str(runs)]) == 2
     err = capsys.readouterr().err.strip()
     assert "row 'bogus': padding='mirror' is not allowed" in err and len(err.splitlines()) == 1
     assert no_storage(runs)
@@ -75,12 +75,12 @@ def test_every_declared_study_passes_its_own_checks_on_every_protocol():
     """The checks refuse nothing the project itself declares (every row, every protocol, tune corners too)."""
     for study in STUDIES.values():
         for protocol in PROTOCOLS.values():
-            preflight.check_recipe(study, protocol, study.labels, study.eval_sizes, lightning_trainer)
+            preflight.check_recipe(study, protocol, study.labels, {"eval_sizes": study.eval_sizes})
 
 
 def test_sizes_a_row_cannot_run_are_not_errors():
     """Size 8 leaves smoke's stage 3 a 1x1 map that reflect cannot pad: recorded as na@8 by the trial, not refused."""
-    preflight.check_recipe(get_study("resolution"), get_protocol("smoke"), ["reflect"], (8, 32, 64), fake_trainer)
+    preflight.check_recipe(get_study("resolution"), get_protocol("smoke"), ["reflect"], {"eval_sizes": (8, 32, 64)})
 
 
 def test_retry_advice_only_for_failures_a_retry_can_fix():
@@ -110,7 +110,7 @@ def test_two_cpu_workers_do_not_oversubscribe_the_cores(tmp_path):
     log = tmp_path / "fake.log"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env.update(SWEEP_FAKE_LOG=str(log), SWEEP_FAKE_SLEEP="0.05")
-    proc = subprocess.run([*RUN, "--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--runs-dir",
+    proc = subprocess.run([*RUN, "--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--runs-dir",
                            str(tmp_path / "runs"), "--seeds", "2", "--workers", "2"],
                           env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -153,7 +153,7 @@ def test_dry_run_time_comes_from_recorded_trials_of_the_same_protocol(tmp_path, 
     est = cost.estimate(study, smoke, ["zero", "circular"], 3, (), runs_dir=tmp_path)
     assert est.source == "recorded" and "2 COMPLETE trial(s) of protocol smoke" in est.throughput_note
     assert est.seconds == pytest.approx(6 * 12.0)  # same MACs, same recipe: 6 trials x the mean 12 s
-    doubled = cost.estimate(study, with_overrides(smoke, epochs=6), ["zero"], 1, (), runs_dir=tmp_path)
+    doubled = cost.estimate(study, smoke.with_changes(epochs=6), ["zero"], 1, (), runs_dir=tmp_path)
     n_train, n_val, n_test = cost.split_sizes(smoke)
     ratio = (3 * n_train * 6 + n_val * 6 + n_test) / (3 * n_train * 3 + n_val * 3 + n_test)
     assert doubled.seconds == pytest.approx(12.0 * ratio)  # scaled by images x epochs
@@ -170,9 +170,11 @@ def test_dry_run_time_is_measured_at_the_protocols_batch_layout_and_precision(tm
     assert est.source == "measured"
     assert f"at batch {smoke.recipe.batch_size}" in est.throughput_note and "channels_last" in est.throughput_note
     assert "precision 32" in est.throughput_note and "after 2 warm-up steps" in est.throughput_note
-    m = cost.measure(cost._build(get_study("padding"), smoke, "zero"), smoke, "cpu", budget_s=0.2)
+    from lightning_modules.step_timing import time_training_step
+
+    m = time_training_step(smoke.config, "cpu", budget_s=0.2, eval_budget_s=0.1)
     assert m.batch == 64 and m.eval_batch == 512 and m.train_images_per_s > 0 and m.eval_images_per_s > 0
-    one = cost.measured_trial_seconds(m, smoke)
+    one = cost.measured_trial_seconds(m, smoke.config)
     assert one > smoke.recipe.total_epochs * 2000 / m.train_images_per_s  # training time plus evaluation and warm-up
 
 

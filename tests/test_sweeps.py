@@ -26,10 +26,11 @@ from optuna.trial import TrialState
 
 from ablations import get_study
 from sweeps import grid, recovery
-from sweeps.protocols import get_protocol, with_overrides
-from sweeps.pruning import PruningCallback
+from sweeps.protocols import get_protocol
+from sweeps.reporting import TrialReport
 from sweeps.run import main, protocol_label
 from sweeps.storage import open_storage
+from tests.sweep_fakes import FAKE
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
@@ -42,7 +43,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 def fake_args(runs: Path, *extra: str, study: str = "padding") -> list[str]:
     """One seed per row unless `extra` says otherwise (the CLI's default is 3)."""
     seeds = [] if "--seeds" in extra else ["--seeds", "1"]
-    return ["--study", study, "--protocol", "smoke", "--trainer", "fake", "--runs-dir", str(runs), *seeds, *extra]
+    return ["--study", study, "--protocol", "smoke", "--trainer", FAKE, "--runs-dir", str(runs), *seeds, *extra]
 
 
 def runs_log(path: Path) -> tuple[Counter, Counter, set]:
@@ -57,7 +58,7 @@ def runs_log(path: Path) -> tuple[Counter, Counter, set]:
 
 def load(runs: Path, study: str = "padding", protocol: str = "smoke", storage: str | None = None,
          **overrides) -> optuna.Study:
-    p = with_overrides(get_protocol(protocol), **overrides)
+    p = get_protocol(protocol).with_changes(**overrides)
     name = grid.study_name(grid.spec(get_study(study), p))
     folder = runs / f"{study}-{protocol_label(p, name)}"
     return optuna.load_study(study_name=name, storage=open_storage(storage, folder))
@@ -345,7 +346,7 @@ def test_pruning_callback_reports_and_prunes():
         good.report(90.0, epoch)
     study.tell(good, 90.0)
     trial = study.ask()
-    cb = PruningCallback(trial)
+    cb = TrialReport(trial, prune=True)
     cb.on_validation_end(SimpleNamespace(sanity_checking=True, current_epoch=0, callback_metrics={}), None)
     with pytest.raises(optuna.TrialPruned):
         cb.on_validation_end(SimpleNamespace(sanity_checking=False, current_epoch=0,
@@ -357,14 +358,15 @@ def test_pruning_callback_reports_and_prunes():
     (["--study", "nope"], "unknown study 'nope'; allowed: region_size"),
     (["--study", "padding", "--protocol", "imagenet21k"], "unknown protocol 'imagenet21k'; allowed: smoke"),
     (["--study", "padding", "--protocol", "smoke", "--rows", "zero,mirror"], "unknown row 'mirror'"),
-    (["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--storage", "nonsense"],
+    (["--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--storage", "nonsense"],
      "cannot open storage 'nonsense'"),
-    (["--study", "padding", "--protocol", "smoke", "--trainer", "fake", "--storage",
+    (["--study", "padding", "--protocol", "smoke", "--trainer", FAKE, "--storage",
       "postgresql://nobody@127.0.0.1:9/none"], "cannot open storage postgresql://nobody@127.0.0.1:9/none"),
     (["--study", "padding", "--protocol", "smoke", "--data-dir", "EMPTY"], "no cifar10 data"),
-    (["--study", "padding", "--eval-sizes", "24,x"], "--eval-sizes '24,x'"),
-    (["--study", "padding", "--logger", "csv,neptune"], "--logger: logger='csv,neptune': unknown logger 'neptune'"),
-    (["--study", "padding", "--checkpoint-every-s", "-1"], "--checkpoint-every-s must be >= 0"),
+    (["--study", "padding", "--eval-sizes", "24,x"], "argument --eval-sizes: expected comma-separated sizes like "
+                                                     "24,28,32, got '24,x'"),
+    (["--study", "padding", "--logger", "csv,neptune"], "logger='csv,neptune': unknown logger 'neptune'"),
+    (["--study", "padding", "--checkpoint-every-s", "-1"], "checkpoint_every_s=-1.0 is not allowed: a number >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, needle):
     args = [str(tmp_path) if a == "EMPTY" else a for a in args] + ["--runs-dir", str(tmp_path / "runs")]

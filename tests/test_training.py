@@ -26,7 +26,7 @@ from lightning_modules import (
 )
 from lightning_modules.predictions import decode, key_at
 from lightning_modules.progress import EpochBar, EpochProgress, human_duration, progress_callback
-from lightning_modules.run import METRIC_COLUMNS
+from lightning_modules.runner import METRIC_COLUMNS
 from lightning_modules.train import main
 
 REPO = Path(__file__).resolve().parents[1]

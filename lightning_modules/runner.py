@@ -20,7 +20,6 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import hiremlp
 from .checkpoints import AtomicCheckpointIO, LastCheckpoint, TrainingRNG, checkpoint_dir, resumable_checkpoint
 from .classifier import HireMLPClassifier
 from .cuda_settings import use_training_math
-from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resolve_device
+from .datamodule import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule
 from .dataset_classes import dataset_classes
 from .distributed import trainer_kwargs
 from .epoch_metrics import METRIC_COLUMNS, EpochMetrics
@@ -41,120 +40,13 @@ from .gpu_loader import GpuBatches
 from .host_memory import keep_freed_memory
 from .loggers import make_loggers, parse_loggers
 from .predictions import encode, key_at
-from .progress import PROGRESS_MODES, EpochBar, progress_callback
-from .recipe import PAPER, Recipe
+from .progress import EpochBar, progress_callback
+from .run_config import RUN_CONTROL, RunConfig
 
-__all__ = ["DATAMODULES", "METRIC_COLUMNS", "RUN_CONTROL", "EpochMetrics", "RunConfig", "default_run_dir", "run"]
+__all__ = ["DATAMODULES", "METRIC_COLUMNS", "RUN_CONTROL", "EpochMetrics", "RunConfig", "classifier_hparams",
+           "default_run_dir", "run"]
 
 DATAMODULES: dict[str, type[CIFARDataModule]] = {"cifar10": CIFAR10DataModule, "cifar100": CIFAR100DataModule}
-#: RunConfig fields that change how a run is watched or kept, not what it trains: a checkpoint made under other
-#: values of these still resumes
-RUN_CONTROL = frozenset({"run_dir", "data_dir", "download", "eval_sizes", "progress", "checkpoint_every_s",
-                         "keep_checkpoint", "logger", "workers"})
-DATASETS = (*DATAMODULES, "imagefolder")  # imagefolder: any train/<class>/, val/<class>/ tree (imagefolder.py)
-
-
-@dataclass
-class RunConfig:
-    """Everything one run depends on: the model, the data budget, the training ``recipe``, the seeds, the device.
-
-    ``seed`` drives initialisation, the training subset, batch order and augmentation; ``data_seed`` alone picks the
-    evaluation images (validation split, eval subsets), so runs with different seeds are scored on the same images.
-    """
-
-    preset: str = "cifar_tiny"
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # HireMLPConfig fields
-    dataset: str = "cifar10"  # 'cifar10' | 'cifar100' | 'imagefolder'
-    data_dir: str | None = None  # None: $HIREMLP_DATA, else ~/.cache/hiremlp/data; imagefolder: the tree's root
-    download: bool = False
-    recipe: Recipe = PAPER  # the released training script's recipe
-    train_subset: int | None = None
-    val_size: int = 5000
-    eval_subset: int | None = None
-    data_seed: int = 0
-    seed: int = 0
-    device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
-    precision: str = "auto"  # 'auto' (bf16-mixed on GPU, 32 on CPU) | '32' | 'bf16-mixed'
-    compile: bool = False
-    channels_last: bool | str = "auto"  # 'auto': on (measured faster on CPU too: benchmarks/bench.py)
-    eval_sizes: tuple[int, ...] = ()
-    run_dir: str | None = None  # None: runs/single/<UTC timestamp>
-    # run control (RUN_CONTROL): how the run is watched and what it keeps
-    progress: str = "off"  # 'auto' (bar on a terminal, a line per epoch otherwise) | 'bar' | 'lines' | 'off'
-    checkpoint_every_s: float = 60.0  # checkpoint at the first epoch end this long after the last one (0: every epoch)
-    keep_checkpoint: bool = False  # keep checkpoints/last.ckpt (the final epoch's) after the run completes
-    logger: str = "none"  # 'none' or a comma-separated list of csv, tensorboard, wandb, mlflow
-
-    # imagefolder only: training size (None: 224), classes (None: all, N: the first N, or a class list file),
-    # DataLoader workers per process (None: the CPUs it may use, up to 8), decoder (auto | pil | torchvision)
-    image_size: int | None = None
-    classes: str | None = None
-    workers: int | None = None
-    decoder: str = "auto"
-    # data-parallel training (Lightning DDP): processes per node and nodes; recipe.batch_size stays the global batch
-    devices: int = 1
-    num_nodes: int = 1
-
-
-    def __post_init__(self) -> None:
-        if isinstance(self.progress, bool):  # the field used to be a flag
-            self.progress = "auto" if self.progress else "off"
-        if self.progress not in PROGRESS_MODES:
-            raise ValueError(f"progress={self.progress!r}: expected one of {', '.join(PROGRESS_MODES)}")
-        parse_loggers(self.logger)  # ValueError for unknown names and missing packages, before any work
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset={self.dataset!r}: expected one of {', '.join(DATASETS)}")
-        if self.dataset != "imagefolder" and self.image_size not in (None, 32):
-            raise ValueError(f"image_size={self.image_size!r}: CIFAR trains at 32 px (use eval_sizes to evaluate "
-                             f"at others); image_size is for the imagefolder dataset")
-        if self.image_size is not None and self.image_size < 8:
-            raise ValueError(f"image_size={self.image_size!r} is not allowed: an integer >= 8")
-        for name in ("devices", "num_nodes"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: an integer >= 1")
-        if self.workers is not None and self.workers < 0:
-            raise ValueError(f"workers={self.workers!r} is not allowed: an integer >= 0")
-        if self.decoder not in ("auto", "pil", "torchvision"):
-            raise ValueError(f"decoder={self.decoder!r}: expected auto, pil or torchvision")
-        if self.recipe.batch_size % (self.devices * self.num_nodes):
-            raise ValueError(f"batch_size={self.recipe.batch_size} (the global batch) does not divide over "
-                             f"devices x num_nodes = {self.devices * self.num_nodes} processes")
-        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"device={self.device!r}: expected auto, cpu or cuda")
-        self.precision = str(self.precision)
-        if self.precision not in ("auto", "32", "32-true", "bf16-mixed"):
-            raise ValueError(f"precision={self.precision!r}: expected auto, 32 or bf16-mixed")
-        if self.channels_last not in ("auto", True, False):
-            raise ValueError(f"channels_last={self.channels_last!r}: expected auto, true or false")
-        if not isinstance(self.recipe, Recipe):
-            raise ValueError(f"recipe={self.recipe!r}: expected a lightning_modules.Recipe")
-        self.eval_sizes = tuple(int(s) for s in self.eval_sizes)
-        for name, minimum in (("val_size", 0), ("train_subset", 1), ("eval_subset", 1),
-                              ("checkpoint_every_s", 0)):
-            value = getattr(self, name)
-            if value is not None and value < minimum:
-                raise ValueError(f"{name}={value!r} is not allowed: a number >= {minimum}")
-        self.model_config(None)  # the preset, the overrides and the drop path, checked where they are combined
-        if any(s < 1 for s in self.eval_sizes):
-            raise ValueError(f"eval_sizes={self.eval_sizes!r}: sizes must be >= 1")
-
-    def model_config(self, num_classes: int | None) -> hiremlp.HireMLPConfig:
-        """The preset with ``model_overrides`` (and ``drop_path``) applied; ValueError on bad fields."""
-        return hiremlp.row_config(self.preset, self.model_overrides, drop_path=self.recipe.drop_path,
-                                  num_classes=num_classes)
-
-    def resolved(self) -> dict[str, Any]:
-        """Device, precision and channels_last with 'auto' replaced by what the run actually uses."""
-        dev = resolve_device(self.device)
-        cuda = dev.type == "cuda"
-        precision = ("bf16-mixed" if cuda else "32") if self.precision == "auto" else self.precision
-        if precision == "32-true":
-            precision = "32"
-        channels_last = True if self.channels_last == "auto" else bool(self.channels_last)
-        world = self.devices * self.num_nodes
-        return {"device": str(dev), "precision": precision, "channels_last": channels_last, "world_size": world,
-                "global_batch": self.recipe.batch_size, "per_device_batch": self.recipe.batch_size // world,
-                "peak_lr": self.recipe.peak_lr}
 
 
 @contextlib.contextmanager
@@ -174,6 +66,14 @@ def _quiet(all_warnings: bool) -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+def classifier_hparams(cfg: RunConfig, model_cfg: hiremlp.HireMLPConfig, channels_last: bool) -> dict[str, Any]:
+    """``HireMLPClassifier``'s arguments for ``cfg``: the model's ``spec()`` (not ``to_flat()``: a Hire model's
+    record, and so its checkpoint's resumability, is what it was before the token-mixer fields existed), the recipe
+    but its drop path (that one is in the model), the layout and compilation."""
+    recipe = {k: v for k, v in cfg.recipe.to_flat().items() if k != "drop_path"}
+    return {**model_cfg.spec(), **recipe, "channels_last": channels_last, "compile": cfg.compile}
 
 
 def default_run_dir() -> str:
@@ -197,7 +97,7 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
     res = cfg.resolved()
     if cfg.dataset == "imagefolder" and not cfg.data_dir:
         raise ValueError("dataset='imagefolder' needs data_dir: the folder holding train/<class>/ and val/<class>/")
-    image_size = (cfg.image_size or 224) if cfg.dataset == "imagefolder" else 32
+    image_size = cfg.train_image_size
     # checks an ImageFolder tree first; under torchrun/SLURM every rank starts here at once: the image check is rank 0's
     from pytorch_lightning.utilities import rank_zero_only
 
@@ -211,10 +111,7 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
         keep_freed_memory()  # large activations stop page-faulting every step; bit-identical (host_memory.py)
     run_dir = Path(cfg.run_dir or default_run_dir())
     run_dir.mkdir(parents=True, exist_ok=True)
-    recipe = {k: v for k, v in cfg.recipe.to_flat().items() if k != "drop_path"}  # that one is in the model
-    # spec(), not to_flat(): a Hire model's record (and so its checkpoint's resumability) is what it was before
-    # the token-mixer fields existed
-    hparams = {**model_cfg.spec(), **recipe, "channels_last": res["channels_last"], "compile": cfg.compile}
+    hparams = classifier_hparams(cfg, model_cfg, res["channels_last"])
     config = {"run": {**dataclasses.asdict(cfg), "run_dir": str(run_dir)}, "resolved": res,
               "model": model_cfg.spec(), "hparams": hparams}
     ckpt, note = resumable_checkpoint(run_dir, json.loads(json.dumps(config, default=str)), RUN_CONTROL)
@@ -300,18 +197,14 @@ def run(cfg: RunConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]
 
 def _datamodule(cfg: RunConfig, device: torch.device, channels_last: bool,
                 image_size: int) -> pl.LightningDataModule:
+    common = dict(batch_size=cfg.recipe.batch_size, budget=cfg.budget(), seed=cfg.seed, device=device,
+                  channels_last=channels_last, recipe=cfg.recipe)
     if cfg.dataset == "imagefolder":
         from .imagefolder import ImageFolderDataModule
 
-        return ImageFolderDataModule(cfg.data_dir, batch_size=cfg.recipe.batch_size, val_size=cfg.val_size,
-                                     train_subset=cfg.train_subset, eval_subset=cfg.eval_subset, seed=cfg.seed,
-                                     data_seed=cfg.data_seed, device=device, channels_last=channels_last,
-                                     recipe=cfg.recipe, image_size=image_size, classes=cfg.classes,
+        return ImageFolderDataModule(cfg.data_dir, **common, image_size=image_size, classes=cfg.classes,
                                      workers=cfg.workers, decoder=cfg.decoder)
-    return DATAMODULES[cfg.dataset](data_dir=cfg.data_dir, batch_size=cfg.recipe.batch_size, val_size=cfg.val_size,
-                                    train_subset=cfg.train_subset, eval_subset=cfg.eval_subset, seed=cfg.seed,
-                                    data_seed=cfg.data_seed, device=device, download=cfg.download,
-                                    channels_last=channels_last, recipe=cfg.recipe)
+    return DATAMODULES[cfg.dataset](data_dir=cfg.data_dir, download=cfg.download, **common)
 
 
 def _mean(xs: list[float]) -> float:
