@@ -44,16 +44,19 @@ class Splits(NamedTuple):
 
 
 def split_indices(train_labels: np.ndarray, n_test: int, test_labels: np.ndarray | None = None, *, val_size: int,
-                  train_subset: int | None, eval_subset: int | None, seed: int, data_seed: int,
-                  where: str = "the training set") -> Splits:
+                  train_subset: int | None, eval_subset: int | None, data_seed: int, test_subset: int | None = None,
+                  seed: int, where: str = "the training set") -> Splits:
     """The one split of every data module: ``val_size`` class-balanced images held out of training (``data_seed``),
-    the eval subsets (``data_seed``, so every trial is scored on the same images) and the training subset
-    (``seed``). ValueError naming the value and what the data allows, so a sweep can check a budget against the
-    real data before its first trial."""
+    the eval subsets (``data_seed``, so every trial is scored on the same images: ``test_subset`` test images when
+    given, else ``eval_subset``'s count) and the training subset (``seed``). ValueError naming the value and what
+    the data allows, so a sweep can check a budget against the real data before its first trial."""
     n, n_classes = len(train_labels), len(np.unique(train_labels))
     if not 0 <= val_size <= n - n_classes:
         raise ValueError(f"val_size={val_size}: {where} has {n:,} images; allowed 0..{n - n_classes:,} "
                          f"(at least one training image per class must remain)")
+    if test_subset is not None and not 1 <= test_subset <= n_test:
+        raise ValueError(f"test_subset={test_subset}: the test set has {n_test:,} images; allowed 1..{n_test:,} (or "
+                         f"none: as many as eval_subset)")
     if train_subset is not None and not 1 <= train_subset <= n - val_size:
         raise ValueError(f"train_subset={train_subset}: {where} has {n - val_size:,} images left for training "
                          f"after val_size {val_size:,}; allowed 1..{n - val_size:,} (or none: all of them)")
@@ -61,11 +64,11 @@ def split_indices(train_labels: np.ndarray, n_test: int, test_labels: np.ndarray
     held_out = balanced_subset(train_labels, val_size, eval_rng) if val_size else np.zeros(0, np.int64)
     train_idx = np.setdiff1d(np.arange(n), held_out)  # all of it stays out of training
     val_idx, test_idx = held_out, np.arange(n_test)
-    if eval_subset is not None:
-        if eval_subset < len(val_idx):
-            val_idx = val_idx[balanced_subset(train_labels[val_idx], eval_subset, eval_rng)]
-        if eval_subset < len(test_idx):
-            test_idx = balanced_subset(test_labels, eval_subset, eval_rng)
+    if eval_subset is not None and eval_subset < len(val_idx):
+        val_idx = val_idx[balanced_subset(train_labels[val_idx], eval_subset, eval_rng)]
+    n_scored = test_subset if test_subset is not None else eval_subset
+    if n_scored is not None and n_scored < len(test_idx):
+        test_idx = balanced_subset(test_labels, n_scored, eval_rng)
     if train_subset is not None and train_subset < len(train_idx):
         train_idx = train_idx[balanced_subset(train_labels[train_idx], train_subset, train_rng)]
     return Splits(train_idx, val_idx, test_idx)

@@ -60,6 +60,8 @@ class RunConfig:
                                     protocol=True, minimum=1)
     eval_subset: int | None = knob(None, "validation and test images (None: the whole splits)", "data",
                                    protocol=True, minimum=1)
+    test_subset: int | None = knob(None, "test images scored (None: as many as eval_subset, or the whole test "
+                                   "split)", "data", protocol=True, named=False, minimum=1)
     val_size: int = knob(5000, "training images held out for per-epoch validation", "data", protocol=True,
                          minimum=0)
     data_seed: int = knob(0, "seed of the evaluation images: the same for every run, whatever its seed", "data",

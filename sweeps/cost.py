@@ -49,7 +49,7 @@ def image_counts(protocol: Protocol | RunConfig) -> tuple[int, int, int, str]:
         note = f"ImageNet-1k's counts for {k} of its {IMAGENET_CLASSES} classes"
     n_train = protocol.train_subset or total - protocol.val_size
     n_val = min(protocol.eval_subset or protocol.val_size, protocol.val_size)
-    return n_train, n_val, min(protocol.eval_subset or n_test, n_test), note
+    return n_train, n_val, min(protocol.test_subset or protocol.eval_subset or n_test, n_test), note
 
 
 @dataclass

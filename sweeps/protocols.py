@@ -64,6 +64,8 @@ class Protocol:
         c = self.config
         n_train = f"{c.train_subset:,} training images" if c.train_subset else "the full training split"
         n_eval = f", {c.eval_subset:,} validation and test images" if c.eval_subset else ""
+        if c.test_subset:
+            n_eval = f", {c.eval_subset or c.val_size:,} validation images, {c.test_subset:,} test images"
         size = f" at {c.image_size} px" if c.image_size else ""
         classes = ""
         if c.classes:
