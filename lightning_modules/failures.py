@@ -1,5 +1,6 @@
-"""What kind of failure ended a training run: the one line a sweep records for it, and whether the process can
-run another (a sticky CUDA error leaves its CUDA context unusable: every later kernel fails at once)."""
+"""What kind of failure ended a training run: the one line a sweep records for it, whether the process can run
+another (a sticky CUDA error leaves its CUDA context unusable: every later kernel fails at once), and whether
+running it again can fix it."""
 
 from __future__ import annotations
 
@@ -29,3 +30,24 @@ def failure_reason(e: BaseException) -> str:
     if isinstance(e, (ValueError, TypeError)):
         return f"config error: {msg}"[:300]
     return f"{name}: {msg}"[:300]
+
+
+RETRY_FIXES = ("never ran", "crashed/stale", "interrupted", "out of memory", "duplicate", "cuda error")
+RETRY_REPEATS = ("config error", "diverged")  # the same recipe and seed fail the same way
+
+
+def retry_advice(reasons: list[str]) -> str:
+    """What to do about cells without a result: a rerun only for failures a rerun can fix."""
+    fixes = sum(r.startswith(RETRY_FIXES) for r in reasons)
+    repeats = sum(r.startswith(RETRY_REPEATS) for r in reasons)
+    other = len(reasons) - fixes - repeats
+    parts = []
+    if fixes:
+        parts.append(f"{fixes} crashed, were interrupted, ran out of memory or never ran: run the same command "
+                     "again to retry them")
+    if repeats:
+        parts.append(f"{repeats} failed on their configuration or diverged: a rerun fails them the same way, so "
+                     "change the recipe or the row first")
+    if other:
+        parts.append(f"{other} raised an error (fail_reason above): fix its cause, then run the same command again")
+    return "; ".join(parts)

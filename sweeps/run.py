@@ -31,6 +31,7 @@ import optuna  # noqa: E402
 from ablations import STUDIES, Study  # noqa: E402
 from ablations.distinct_rows import dry_run_text as mixing_dry_run_text  # noqa: E402
 from ablations.study_file import FILE_FOLDER, file_studies, resolve_study  # noqa: E402
+from lightning_modules.failures import retry_advice  # noqa: E402
 from lightning_modules.options import OneLineParser, add_field_options, values_of  # noqa: E402
 from lightning_modules.recipe import Recipe, recipe_fields  # noqa: E402
 from lightning_modules.run_config import PROTOCOL_FIELDS, RunConfig  # noqa: E402
@@ -469,7 +470,7 @@ def finish(sweep: worker.Sweep, args: argparse.Namespace) -> int:
         reasons.append("never ran" if t is None else t.user_attrs.get("fail_reason", ""))
         why = "never ran" if t is None else f"{t.state.name}: {t.user_attrs.get('fail_reason', '')}"
         log(f"no result for {cell.key} ({why})")
-    log(f"{len(bad)} of {len(sweep.todo)} cells have no result: {worker.retry_advice(reasons)}")
+    log(f"{len(bad)} of {len(sweep.todo)} cells have no result: {retry_advice(reasons)}")
     return 1
 
 

@@ -288,27 +288,6 @@ def _close(sweep: Sweep, trial: optuna.Trial, state: TrialState, value: float | 
         return False
 
 
-RETRY_FIXES = ("never ran", "crashed/stale", "interrupted", "out of memory", "duplicate", "cuda error")
-RETRY_REPEATS = ("config error", "diverged")  # the same recipe and seed fail the same way
-
-
-def retry_advice(reasons: list[str]) -> str:
-    """What to do about cells without a result: a rerun only for failures a rerun can fix."""
-    fixes = sum(r.startswith(RETRY_FIXES) for r in reasons)
-    repeats = sum(r.startswith(RETRY_REPEATS) for r in reasons)
-    other = len(reasons) - fixes - repeats
-    parts = []
-    if fixes:
-        parts.append(f"{fixes} crashed, were interrupted, ran out of memory or never ran: run the same command "
-                     "again to retry them")
-    if repeats:
-        parts.append(f"{repeats} failed on their configuration or diverged: a rerun fails them the same way, so "
-                     "change the recipe or the row first")
-    if other:
-        parts.append(f"{other} raised an error (fail_reason above): fix its cause, then run the same command again")
-    return "; ".join(parts)
-
-
 def _free_gpu_memory() -> None:
     if torch.cuda.is_available():
         gc.collect()  # Lightning's trainer and module hold each other: only a collection frees them

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ablations import STUDIES, get_study
-from sweeps import cost, cpu_threads, preflight, worker
+from lightning_modules.failures import retry_advice
+from sweeps import cost, cpu_threads, preflight
 from sweeps.protocols import PROTOCOLS, get_protocol
 from sweeps.run import main
 from tests.sweep_fakes import FAKE
@@ -84,11 +85,11 @@ def test_sizes_a_row_cannot_run_are_not_errors():
 
 
 def test_retry_advice_only_for_failures_a_retry_can_fix():
-    assert "run the same command again to retry them" in worker.retry_advice(["crashed/stale", "never ran"])
-    assert "run the same command again to retry them" in worker.retry_advice(["out of memory: CUDA ..."])
-    text = worker.retry_advice(["config error: lr=-1: must be > 0", "diverged: val_acc=nan"])
+    assert "run the same command again to retry them" in retry_advice(["crashed/stale", "never ran"])
+    assert "run the same command again to retry them" in retry_advice(["out of memory: CUDA ..."])
+    text = retry_advice(["config error: lr=-1: must be > 0", "diverged: val_acc=nan"])
     assert "retry them" not in text and "2 failed on their configuration or diverged" in text
-    mixed = worker.retry_advice(["interrupted", "config error: x"])
+    mixed = retry_advice(["interrupted", "config error: x"])
     assert mixed.startswith("1 crashed") and "1 failed on their configuration" in mixed
 
 
