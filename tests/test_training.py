@@ -216,7 +216,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "padding='bogus'" in err and "Traceback" not in err
     assert main(["--data-dir", str(tmp_path), "--preset", "smoke"]) == 2
-    assert "no cifar-10-python.tar.gz" in capsys.readouterr().err
+    assert "no cifar10 data (cifar-10-python.tar.gz or cifar-10-batches-py/)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--epochs", "x"])
     assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
