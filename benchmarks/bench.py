@@ -5,11 +5,12 @@
     python benchmarks/bench.py --cpu-step --cpu-step-baseline ef6f0dd --rounds 5   # the cpu protocol's step
     python benchmarks/bench.py --presets smoke --mixers all    # token mixers side by side (mixers study)
 
-``--cpu-step`` times only the ``cpu`` protocol's training step (``protocol_step``: its model, batch 128, the
-recipe's optimiser and parameter groups, channels-last) now, now without the CPU trial's allocator setting, and
-with ``--cpu-step-baseline REF`` the model code as at git REF (without that setting, as it then ran), all in the
-same interleaved rounds, with the fraction of a large fp32 matmul's FLOP/s. The header names the CPU and the ISA
-torch's kernels use; ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` emulates
+``--cpu-step`` times only the ``cpu`` protocol's training step (``protocol_step``, through
+``lightning_modules.step_timing``, the step the sweep's up-front estimate times too: its model, batch 128, the
+recipe's augmentation, optimiser and parameter groups, channels-last) now, now without the CPU trial's allocator
+setting, and with ``--cpu-step-baseline REF`` the model code as at git REF (without that setting, as it then ran),
+all in the same interleaved rounds, with the fraction of a large fp32 matmul's FLOP/s. The header names the CPU and
+the ISA torch's kernels use; ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` emulates
 an AVX2-only machine on a newer one.
 
 Columns:

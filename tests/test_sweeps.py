@@ -1,6 +1,6 @@
 """The sweep machinery: resume, crash recovery, no duplicate cells, failure accounting, CLI errors.
 
-Fast tests use the fake trainer (`--trainer fake`, milliseconds per trial). The `slow` tests run the real
+Fast tests use the fake trainer (`tests/sweep_fakes.py`, milliseconds per trial). The `slow` tests run the real
 Lightning trainer on real CIFAR-10 (smoke protocol, a few hundred images) on the journal storage and on a
 PostgreSQL server started here.
 """
