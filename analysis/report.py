@@ -125,8 +125,10 @@ def report_study(study: Any, protocol: str, run_root: Path, storage: str | None 
     for stem, fig in figs.items():
         figures.save(fig, out, stem)
 
+    correct = {r: {s: (o.pred[s] == o.label).astype(float) for s in o.pred}
+               for r, o in summary.attrs["outcomes"].items() if o.ok}
     seeds = seeds_sentence(read_rule(folder), summary.attrs["seeds_by_row"], list(summary["row"]),
-                           dict(zip(summary["row"], summary["n"], strict=True)))
+                           dict(zip(summary["row"], summary["n"], strict=True)), correct)
     ran = summary.loc[summary["n"] > 0, "row"]
     trends = [trend_sentence(trend(curves, r, default)) for r in ran if r != default]
     (out / "report.md").write_text(_report_markdown(study, protocol, spec, summary, markdown, note, curves, figs, df,

@@ -21,7 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+import scipy.stats as sps
+
 from analysis.stats import diff_ci
+from analysis.two_level import two_level_diff_ci
 
 RULE_FILE = "seed_rule.json"
 
@@ -38,6 +42,9 @@ class SeedRule:
     metric: str = "test_acc"
     level: float = 0.95
     design: Mapping | None = None  # a factorial study's `analysis.factorial.Design` (JSON): the rule is on contrasts
+    # decide on the interval that also counts the test images where both rows kept per-image predictions (the one
+    # the table decides with); rules recorded before it existed read False, as they ran
+    images: bool = False
 
     def __post_init__(self) -> None:
         if not (self.target_ci > 0 and math.isfinite(self.target_ci)):
@@ -56,7 +63,8 @@ class SeedRule:
                     f"and interactions had a half-width above {self.target_ci:g} points, every row got one more "
                     f"seed, up to {self.max_seeds} (the rows keep the same seeds, so each contrast stays paired); "
                     "the rule looks at the intervals' widths only, never at their signs or significance")
-        return (f"every row ran {self.min_seeds} seeds; a row whose {self.level:.0%} CI for the difference to "
+        which = " (counting the test images, where both rows kept predictions)" if self.images else ""
+        return (f"every row ran {self.min_seeds} seeds; a row whose {self.level:.0%} CI{which} for the difference to "
                 f"'{self.default_row}' had a half-width above {self.target_ci:g} points got one more seed at a time, "
                 f"up to {self.max_seeds} (the default row runs as many seeds as the row with the most); the rule "
                 "looks at the interval's width only, never at its sign or significance")
@@ -65,6 +73,8 @@ class SeedRule:
         out = {**asdict(self), "rows": list(self.rows)}
         if self.design is None:
             del out["design"]  # a rule of row differences is recorded as before factorial studies
+        if not self.images:
+            del out["images"]
         return out
 
     @classmethod
@@ -77,14 +87,16 @@ class RowDecision:
     """Where a row stands under the rule: the seeds it gets (so far) and why.
 
     `state`: "reference" (the default row), "clear" (half-width <= target), "max seeds" (stopped at the cap),
-    "more seeds" (its last decision asked for another seed, which has not finished). `half_width` is the one of that
-    last decision (NaN before any).
+    "test images" (stopped: the test images' part of the interval alone is wider than the target, so no number of
+    seeds reaches it), "more seeds" (its last decision asked for another seed, which has not finished). `half_width`
+    is the one of that last decision (NaN before any); `floor` the test images' part (NaN without predictions).
     """
 
     row: str
     seeds: int
     state: str
     half_width: float
+    floor: float = math.nan
 
     def describe(self, rule: SeedRule) -> str:
         hw = "no interval yet" if math.isnan(self.half_width) else f"half-width {self.half_width:.2f}"
@@ -94,11 +106,16 @@ class RowDecision:
             return f"{self.seeds} seeds ({hw} <= {rule.target_ci:g})"
         if self.state == "max seeds":
             return f"{self.seeds} seeds (stopped at --max-seeds; {hw})"
+        if self.state == "test images":
+            return (f"{self.seeds} seeds (stopped: {hw}, of which the test images alone give ±{self.floor:.2f} > "
+                    f"{rule.target_ci:g}, which no number of seeds can shrink; --test-subset scores more images)")
         return f"{self.seeds} seeds so far (waiting for seed {self.seeds - 1}; {hw} > {rule.target_ci:g})"
 
 
-def decide(values: Mapping[str, Mapping[int, float]], rule: SeedRule) -> dict[str, RowDecision]:
-    """The seed count of every row of `rule.rows` given the finished results `values[row][seed]`."""
+def decide(values: Mapping[str, Mapping[int, float]], rule: SeedRule,
+           correct: Mapping[str, Mapping[int, np.ndarray]] | None = None) -> dict[str, RowDecision]:
+    """The seed count of every row of `rule.rows` given the finished results `values[row][seed]` and, for a rule
+    with `images`, each finished trial's per-image outcomes `correct[row][seed]` (1 where that image was right)."""
     if rule.design is not None:
         return _decide_contrasts(values, rule)
     ref = values.get(rule.default_row, {})
@@ -108,26 +125,42 @@ def decide(values: Mapping[str, Mapping[int, float]], rule: SeedRule) -> dict[st
         if row == rule.default_row:
             continue
         mine = values.get(row, {})
-        state, hw = "more seeds", math.nan
+        state, hw, floor = "more seeds", math.nan, math.nan
         while True:
             k = seeds[row]
             if any(s not in mine or s not in ref for s in range(k)):
                 break  # the next decision waits for these seeds
-            hw = diff_ci({s: mine[s] for s in range(k)}, {s: ref[s] for s in range(k)}, rule.level).half_width
+            hw, floor = _half_width(row, k, mine, ref, correct if rule.images else None, rule)
             if hw <= rule.target_ci:
                 state = "clear"
+                break
+            if floor > rule.target_ci:
+                state = "test images"
                 break
             if k >= rule.max_seeds:
                 state = "max seeds"
                 break
             seeds[row] = k + 1
-        last[row] = (state, hw)
+        last[row] = (state, hw, floor)
     seeds[rule.default_row] = max(seeds.values())
     out = {}
     for row in rule.rows:
-        state, hw = last.get(row, ("reference", math.nan))
-        out[row] = RowDecision(row, seeds[row], state, hw)
+        state, hw, floor = last.get(row, ("reference", math.nan, math.nan))
+        out[row] = RowDecision(row, seeds[row], state, hw, floor)
     return out
+
+
+def _half_width(row: str, k: int, mine: Mapping[int, float], ref: Mapping[int, float],
+                correct: Mapping[str, Mapping[int, np.ndarray]] | None, rule: SeedRule) -> tuple[float, float]:
+    """(half-width, its test images' part) of the row's difference over seeds 0..k-1: the interval that counts the
+    test images when both rows have every seed's outcomes on the same images, else the seeds-only one (NaN part)."""
+    first = range(k)
+    a, b = (correct or {}).get(row, {}), (correct or {}).get(rule.default_row, {})
+    if all(s in a and s in b for s in first) and len({x.shape for s in first for x in (a[s], b[s])}) == 1:
+        tl = two_level_diff_ci(np.stack([a[s] for s in first]), np.stack([b[s] for s in first]), rule.level)
+        z = float(sps.norm.ppf(0.5 + rule.level / 2))
+        return tl.both.half_width, z * math.sqrt(tl.var_image)
+    return diff_ci({s: mine[s] for s in first}, {s: ref[s] for s in first}, rule.level).half_width, math.nan
 
 
 def _decide_contrasts(values: Mapping[str, Mapping[int, float]], rule: SeedRule) -> dict[str, RowDecision]:
@@ -175,7 +208,7 @@ def read_rule(folder: Path) -> SeedRule | None:
 
 
 def seeds_sentence(rule: SeedRule | None, values: Mapping[str, Mapping[int, float]], rows: Sequence[str],
-                   counts: Mapping[str, int]) -> str:
+                   counts: Mapping[str, int], correct: Mapping[str, Mapping[int, np.ndarray]] | None = None) -> str:
     """What the report says about seeds: a fixed count, or the rule and what it gave each row."""
     if rule is None:
         distinct = sorted({int(counts[r]) for r in rows if counts.get(r)})
@@ -185,7 +218,7 @@ def seeds_sentence(rule: SeedRule | None, values: Mapping[str, Mapping[int, floa
             return f"Seeds: a fixed {distinct[0]} per row (no --target-ci rule was used)."
         return ("Seeds: a fixed count chosen on the command line, not a stopping rule; per row: "
                 + ", ".join(f"{r} {counts.get(r, 0)}" for r in rows) + ".")
-    decisions = decide(values, rule)
+    decisions = decide(values, rule, correct)
     parts = [f"{r}: {decisions[r].describe(rule)}" + (f", {counts[r]} in the table" if counts.get(r, 0) !=
                                                        decisions[r].seeds else "")
              for r in rule.rows if r in decisions]

@@ -6,9 +6,14 @@ a storage with them, so the files and a storage read directly give the same colu
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from lightning_modules.predictions import KEY as PREDICTIONS_KEY
+from lightning_modules.predictions import decode
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -74,3 +79,33 @@ def prediction_codes(trial: FrozenTrial) -> dict[str, str]:
     """The trial's stored per-image predictions: {result key (`predictions`, `predictions@<size>`): code}."""
     return {k: v for k, v in trial.user_attrs.items()
             if (k == PREDICTIONS_KEY or k.startswith(PREDICTIONS_KEY + "@")) and isinstance(v, str)}
+
+
+def _finished_cells(trials: Sequence[FrozenTrial]):
+    """(row, seed, trial) of the COMPLETE trials that are grid cells, in trial order."""
+    for t in sorted(trials, key=lambda t: t.number):
+        a = t.user_attrs
+        if "row" in a and "seed" in a and t.state.name == "COMPLETE":
+            yield str(a["row"]), int(a["seed"]), t
+
+
+def finished_values(trials: Sequence[FrozenTrial], metric: str) -> dict[str, dict[int, float]]:
+    """row -> seed -> metric of the COMPLETE grid trials (the trial's value when the metric is missing; the first
+    trial of a cell when a cell has two)."""
+    out: dict[str, dict[int, float]] = {}
+    for row, seed, t in _finished_cells(trials):
+        value = t.user_attrs.get(metric, t.value)
+        if value is not None and math.isfinite(float(value)):
+            out.setdefault(row, {}).setdefault(seed, float(value))
+    return out
+
+
+def finished_outcomes(trials: Sequence[FrozenTrial]) -> dict[str, dict[int, np.ndarray]]:
+    """row -> seed -> per-image outcomes (1 where the test image was right) of the COMPLETE grid trials that kept
+    their predictions."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for row, seed, t in _finished_cells(trials):
+        if isinstance(code := t.user_attrs.get(PREDICTIONS_KEY), str):
+            pred, label = decode(code)
+            out.setdefault(row, {}).setdefault(seed, (pred == label).astype(float))
+    return out

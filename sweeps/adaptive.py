@@ -10,33 +10,18 @@ table prints.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
+from analysis.trial_rows import finished_outcomes, finished_values
 from sweeps import grid
 from sweeps.grid import Cell
 
 if TYPE_CHECKING:  # the rule (scipy, pandas-free but not light) is imported only by sweeps that use it
     from analysis.seed_rule import RowDecision, SeedRule
-
-
-def completed_values(trials: Sequence[FrozenTrial], metric: str) -> dict[str, dict[int, float]]:
-    """row -> seed -> metric of the COMPLETE grid trials (the trial's value when the metric is missing)."""
-    out: dict[str, dict[int, float]] = {}
-    for t in sorted(trials, key=lambda t: t.number):
-        cell = grid.cell_of(t)
-        if cell is None or t.state != TrialState.COMPLETE:
-            continue
-        value = t.user_attrs.get(metric, t.value)
-        if value is None or not math.isfinite(float(value)):
-            continue
-        out.setdefault(cell.row, {}).setdefault(cell.seed, float(value))
-    return out
 
 
 def target_cells(decisions: dict[str, RowDecision], rows: Sequence[str]) -> list[Cell]:
@@ -48,7 +33,8 @@ def target_cells(decisions: dict[str, RowDecision], rows: Sequence[str]) -> list
 def decisions_now(ostudy: optuna.Study, rule: SeedRule) -> dict[str, RowDecision]:
     from analysis.seed_rule import decide
 
-    return decide(completed_values(ostudy.get_trials(deepcopy=False), rule.metric), rule)
+    trials = ostudy.get_trials(deepcopy=False)
+    return decide(finished_values(trials, rule.metric), rule, finished_outcomes(trials) if rule.images else None)
 
 
 def extend(ostudy: optuna.Study, rule: SeedRule, log: Callable[[str], None]) -> list[Cell]:

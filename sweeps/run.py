@@ -200,7 +200,7 @@ def seed_rule(args: argparse.Namespace, study: Study, rows: list[str], seeds: in
         from analysis.factorial import design_of
 
         design = design_of(study).to_json()
-    return SeedRule(args.target_ci, seeds, max_seeds, study.default_row, tuple(rows), design=design)
+    return SeedRule(args.target_ci, seeds, max_seeds, study.default_row, tuple(rows), design=design, images=True)
 
 
 def data_folder(protocol: Protocol, settings: dict) -> str:

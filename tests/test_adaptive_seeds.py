@@ -6,6 +6,7 @@ trial; the kill/resume test runs the real CLI in subprocesses."""
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import subprocess
@@ -14,11 +15,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.seed_rule import SeedRule, decide
 from analysis.stats import diff_ci, paired_detectable_difference
+from analysis.two_level import two_level_diff_ci
 from sweeps.run import main
 from tests.sweep_fakes import FAKE
 
@@ -109,6 +112,68 @@ def test_rule_does_not_depend_on_result_order():
 def test_rule_rejects_bad_settings(kw, needle):
     with pytest.raises(ValueError, match=needle):
         _rule(**kw)
+
+
+def _outcomes(rng, seeds: int, images: int, right: float, fixed: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """Per-seed 0/1 outcomes: each image right with probability `right`, except `fixed` images (always their
+    value, the same for every seed: a per-image effect no seed averages away)."""
+    out = {}
+    for s in range(seeds):
+        o = (rng.random(images) < right).astype(float)
+        if fixed is not None:
+            o[: len(fixed)] = fixed
+        out[s] = o
+    return out
+
+
+def _accuracies(correct: dict[int, np.ndarray]) -> dict[int, float]:
+    return {s: 100.0 * float(o.mean()) for s, o in correct.items()}
+
+
+def test_rule_with_images_decides_on_the_interval_that_counts_the_test_images():
+    """Where both rows kept predictions, the half-width is the table's interval with test images
+    (`two_level_diff_ci`: its own variance and degrees of freedom, so it can be wider or narrower than the
+    seeds-only one); without predictions it is the seeds-only one."""
+    rng = np.random.default_rng(0)
+    ref, row = _outcomes(rng, 4, 400, 0.6), _outcomes(rng, 4, 400, 0.62)
+    values = {"ref": _accuracies(ref), "row": _accuracies(row)}
+    rule = SeedRule(100.0, 3, 4, "ref", ("ref", "row"), images=True)
+    with_images = decide(values, rule, {"ref": ref, "row": row})["row"]
+    want = two_level_diff_ci(np.stack([row[s] for s in range(3)]), np.stack([ref[s] for s in range(3)]))
+    assert with_images.half_width == pytest.approx(want.both.half_width)
+    assert with_images.half_width != pytest.approx(want.seeds.half_width) and math.isfinite(with_images.floor)
+    seeds_only = decide(values, rule)["row"]  # no predictions: as before
+    assert seeds_only.half_width == pytest.approx(want.seeds.half_width) and math.isnan(seeds_only.floor)
+    assert decide(values, SeedRule(100.0, 3, 4, "ref", ("ref", "row")), {"ref": ref, "row": row})["row"] == \
+        seeds_only  # a rule recorded without `images` decides as it ran
+
+
+def test_rule_stops_when_the_test_images_alone_are_wider_than_the_target():
+    """Two rows that disagree on the same images for every seed: the images' part of the interval does not shrink
+    with seeds, so the rule stops at the first decision instead of running to the cap, and says why."""
+    rng = np.random.default_rng(1)
+    ref = _outcomes(rng, 3, 200, 0.6, fixed=np.r_[np.ones(40), np.zeros(40)])
+    row = _outcomes(rng, 3, 200, 0.6, fixed=np.r_[np.zeros(40), np.ones(40)])
+    rule = SeedRule(1.0, 3, 10, "ref", ("ref", "row"), images=True)
+    d = decide({"ref": _accuracies(ref), "row": _accuracies(row)}, rule, {"ref": ref, "row": row})["row"]
+    assert (d.seeds, d.state) == (3, "test images") and d.floor > 1.0 and d.half_width > d.floor
+    assert "no number of seeds can shrink" in d.describe(rule) and "--test-subset" in d.describe(rule)
+
+
+def test_rules_recorded_before_images_read_as_they_ran():
+    old = {"target_ci": 1.5, "min_seeds": 3, "max_seeds": 5, "default_row": "full", "rows": ["full", "no-inner"],
+           "metric": "test_acc", "level": 0.95}
+    assert SeedRule.from_json(old).images is False and SeedRule.from_json(old).to_json() == old
+    assert SeedRule.from_json({**old, "images": True}).to_json()["images"] is True
+
+
+def test_a_sweep_rule_counts_the_test_images_of_its_trials(tmp_path, model_env, monkeypatch, capsys):
+    monkeypatch.setenv("SWEEP_FAKE_PREDICTIONS", "400")
+    assert main(adaptive_args(tmp_path, "--seeds", "3", "--max-seeds", "4", "--rows", "circular,zero")) == 0
+    folder = tmp_path / "padding-smoke"
+    assert json.loads((folder / "seed_rule.json").read_text())["images"] is True
+    report = (folder / "report" / "report.md").read_text()
+    assert "counting the test images, where both rows kept predictions" in report
 
 
 # ----------------------------------------------------------------------------------------------- the sweep
