@@ -7,7 +7,10 @@ from pathlib import Path
 
 from .cifar import SPECS
 
-__all__ = ["dataset_classes"]
+__all__ = ["IMAGENET_CLASSES", "dataset_classes"]
+
+
+IMAGENET_CLASSES = 1000  # what an ImageFolder tree whose classes are not knowable here is costed and timed as
 
 
 def dataset_classes(dataset: str, data_dir: str | Path | None = None, classes: str | int | None = None, *,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import hiremlp
 
-from .dataset_classes import dataset_classes
+from .dataset_classes import IMAGENET_CLASSES, dataset_classes
 from .run_config import RunConfig
 
 __all__ = ["EVAL_BATCH_MIN", "StepTiming", "time_training_step"]
@@ -59,7 +59,7 @@ def time_training_step(cfg: RunConfig, device: str = "cpu", *, warmup_steps: int
         keep_freed_memory()
     precision = ("bf16-mixed" if cuda else "32") if cfg.precision == "auto" else cfg.precision
     amp = torch.bfloat16 if precision == "bf16-mixed" else None
-    classes = dataset_classes(cfg.dataset, cfg.data_dir, cfg.classes, check=False) or 1000
+    classes = dataset_classes(cfg.dataset, cfg.data_dir, cfg.classes, check=False) or IMAGENET_CLASSES
     torch.manual_seed(cfg.seed)
     module = HireMLPClassifier(**classifier_hparams(cfg, cfg.model_config(classes), channels_last=True))
     model = module.model.to(device).train()

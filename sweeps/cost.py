@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablations import Study
+from lightning_modules.dataset_classes import IMAGENET_CLASSES
 from lightning_modules.run_config import RunConfig, field_default
 from lightning_modules.step_timing import StepTiming, time_training_step
 from sweeps.protocols import Protocol
@@ -36,7 +37,6 @@ TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagefolder": 1_281_167}
 SAME_SPEED_FIELDS = ("name", "dataset", "device", "precision")
 SAME_SPEED_RECIPE_FIELDS = ("batch_size",)
 EVAL_IMAGES = {"cifar10": 10_000, "cifar100": 10_000, "imagefolder": 50_000}  # the reported test split
-IMAGENET_CLASSES = 1000
 
 
 def image_counts(protocol: Protocol | RunConfig) -> tuple[int, int, int, str]:

@@ -43,7 +43,6 @@ from sweeps.trainers import lightning_trainer, resolve_trainer  # noqa: E402
 if TYPE_CHECKING:
     from analysis.seed_rule import SeedRule
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = 3  # fewer leaves no interval (1) or a nearly useless one (2: t quantile 12.7)
 DEFAULT_MAX_SEEDS = 10
 OBJECTIVE = "val_acc"  # the value every trial reports per epoch and is told at the end (percent)
