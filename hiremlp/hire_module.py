@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from .config import BRANCHES, CROSS_REGION, FUSIONS, IMPLS, PADDINGS, parse_branches
@@ -89,15 +90,33 @@ class SplitAttention(nn.Module):
             return sum(out * weights[k, :, :, None, None] for k, out in enumerate(outs))
         # Same arithmetic, fewer full-size passes: per-branch sums, then one division of the small result
         # (autograd's mean backward would materialise a full-size map per branch); softmax over a middle dim runs
-        # vectorised along the channels; each branch is added with one addcmul.
+        # vectorised along the channels; the weighted sum has a backward of its own (_WeightedSum).
         pooled = sum(out.sum((2, 3), keepdim=True) for out in outs) / (outs[0].shape[2] * outs[0].shape[3])
         weights = self.fc2(self.act(self.fc1(pooled))).reshape(b, c, self.n).transpose(1, 2).softmax(1)
         # CUDA autocast runs softmax in float32: cast back, or every full-size product below is float32 too
         weights = weights.transpose(0, 1)[..., None, None].to(outs[0].dtype)
+        return _WeightedSum.apply(weights, *outs)
+
+
+class _WeightedSum(torch.autograd.Function):
+    """``sum_k outs[k] * weights[k]`` (a weight per sample and channel), computed and differentiated as autograd
+    would a mul followed by addcmuls, to the bit, minus the full-size passes autograd adds: one map per branch is
+    written going forward (not one per partial sum) and addcmul's backward no longer scales each branch by its
+    ``value=1`` before multiplying (a full-size copy per branch)."""
+
+    @staticmethod
+    def forward(ctx, weights: Tensor, *outs: Tensor) -> Tensor:
         fused = outs[0] * weights[0]
-        for k in range(1, self.n):
-            fused = fused.addcmul(outs[k], weights[k])
+        for k in range(1, len(outs)):
+            fused.addcmul_(outs[k], weights[k])
+        ctx.save_for_backward(weights, *outs)
         return fused
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:
+        weights, *outs = ctx.saved_tensors
+        grad_weights = torch.stack([(grad * out).sum((2, 3), keepdim=True) for out in outs])
+        return (grad_weights, *(grad * weights[k] for k in range(len(outs))))
 
 
 class HireModule(nn.Module):

@@ -313,6 +313,27 @@ def test_reweight_is_a_per_channel_softmax_over_branches() -> None:
     assert not torch.allclose(fused, sum(outs) / 3)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_weighted_sum_equals_autograds_mul_addcmul_chain_bit_for_bit(channels_last) -> None:
+    """The fusion's own backward must not change a CPU float32 bit: committed results depend on it."""
+    from hiremlp.hire_module import _WeightedSum
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    outs = [torch.randn(4, 16, 8, 8).contiguous(memory_format=fmt).requires_grad_() for _ in range(3)]
+    weights = torch.randn(3, 4, 16, 1, 1).softmax(0).requires_grad_()
+    grad = torch.randn(4, 16, 8, 8).contiguous(memory_format=fmt)
+    chain = outs[0] * weights[0]
+    for k in (1, 2):
+        chain = chain.addcmul(outs[k], weights[k])
+    expected = torch.autograd.grad(chain, [weights, *outs], grad)
+    fused = _WeightedSum.apply(weights, *outs)
+    got = torch.autograd.grad(fused, [weights, *outs], grad)
+    assert torch.equal(fused, chain) and fused.stride() == chain.stride()
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("kwargs,field", [
     (dict(padding="mirror"), "padding"),
     (dict(cross_region="twist"), "cross_region"),
