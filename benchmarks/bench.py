@@ -195,7 +195,8 @@ def machine() -> str:
             + (f" (capped: {' '.join(caps)})" if caps else ""))
 
 
-def protocol_step(protocol: str = "cpu", steps: int = 5, keep_memory: bool = True, warmup: int = 2) -> dict:
+def protocol_step(protocol: str = "cpu", steps: int = 5, keep_memory: bool = True, warmup: int = 2,
+                  compile: bool = False) -> dict:
     """Images/s of one training step of ``protocol`` as its trials take it, on this process's CPU threads: the step
     the sweep's estimate times (``lightning_modules.step_timing``: the protocol's preset, batch, augmentation,
     optimiser and loss), fastest of ``steps`` after ``warmup``. ``keep_memory`` applies the allocator setting a CPU
@@ -209,12 +210,72 @@ def protocol_step(protocol: str = "cpu", steps: int = 5, keep_memory: bool = Tru
     kept = keep_freed_memory() if keep_memory else False
     p = get_protocol(protocol)
     t = time_training_step(p.config, "cpu", warmup_steps=warmup, budget_s=0.0, min_steps=steps, max_steps=steps,
-                           keep_memory=keep_memory)
+                           keep_memory=keep_memory, compile=compile)
     step_s = t.batch / t.best_images_per_s
     return {"img_s": t.best_images_per_s, "step_s": step_s, "cpu_img_s": t.cpu_images_per_s,
             "macs": t.macs_per_image, "flops": 6 * t.macs_per_image * t.batch / step_s, "threads": t.threads,
-            "batch": t.batch, "preset": p.preset, "kept_memory": kept,
+            "batch": t.batch, "preset": p.preset, "kept_memory": kept, "warmup_extra_s": t.warmup_extra_s,
             "hiremlp_from": str(Path(hiremlp.__file__).parent)}
+
+
+#: Where a CPU step's time goes, by the aten ops' self time (``--cpu-step-profile``); the rest is "other".
+OP_CLASSES = {
+    "convolutions (oneDNN)": ("aten::mkldnn_convolution", "aten::convolution_backward"),
+    "matmuls (BLAS)": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "exact GELU": ("aten::gelu", "aten::gelu_backward"),
+    "batch norm": ("aten::native_batch_norm", "aten::native_batch_norm_backward"),
+    "copies (transposes, cat, roll, pad)": ("aten::copy_", "aten::cat", "aten::roll", "aten::index_select",
+                                            "aten::constant_pad_nd"),
+    "elementwise and reductions": ("aten::mul", "aten::add", "aten::add_", "aten::addcmul", "aten::addcmul_",
+                                   "aten::sum", "aten::div", "aten::threshold_backward", "aten::clamp_min_",
+                                   "aten::fill_", "aten::relu_", "aten::_softmax", "aten::_softmax_backward_data",
+                                   "aten::mean"),
+    "optimizer": ("aten::_fused_adamw_",),
+}
+
+
+def step_profile(protocol: str = "cpu", steps: int = 3) -> dict:
+    """One process: the protocol's step (allocator setting on), its time by op class (torch.profiler, self time)
+    and the share its convolutions and matmuls alone take when replayed back to back (``gemm_replay``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from lightning_modules.host_memory import keep_freed_memory
+    from lightning_modules.step_timing import training_step
+    from sweeps.protocols import get_protocol
+
+    keep_freed_memory()
+    run = training_step(get_protocol(protocol).config, "cpu")
+    step_s = best_time(run.step, "cpu", steps, warmup=3)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            run.step()
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(self_us.values())
+    shares = {name: sum(self_us.get(op, 0.0) for op in ops) / total for name, ops in OP_CLASSES.items()}
+    shares["other"] = 1.0 - sum(shares.values())
+    classified = {op for ops in OP_CLASSES.values() for op in ops}
+    others = sorted(((v, k) for k, v in self_us.items() if k not in classified), reverse=True)[:3]
+    recorder = GemmRecorder()
+    with recorder:
+        run.step()
+    gemm_s = best_time(gemm_replay(recorder.calls, "cpu"), "cpu", steps)
+    return {"step_s": step_s, "shares": shares, "gemm_share": gemm_s / step_s, "gemm_calls": len(recorder.calls),
+            "largest_other": [f"{k} {v / total:.1%}" for v, k in others]}
+
+
+def print_step_profile(args: argparse.Namespace) -> None:
+    r = run_child(args, {"protocol": "cpu", "steps": args.steps}, "--child-profile")
+    if "error" in r:
+        print(f"\nprofile failed: {r['error']}")
+        return
+    print(f"\n### where the `now` step's {r['step_s'] * 1e3:.0f} ms go (torch.profiler, aten self time, {args.steps} "
+          "steps)")
+    print("| op class | share | ms per step |")
+    print("|---|---|---|")
+    for name, share in sorted(r["shares"].items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {share:.0%} | {share * r['step_s'] * 1e3:.0f} |")
+    print(f"(largest in other: {', '.join(r['largest_other'])}; the step's {r['gemm_calls']} convolutions and matmuls replayed back to back on random tensors take "
+          f"{r['gemm_share']:.0%} of the step: the rest is what fusion could at most remove)")
 
 
 def baseline_tree(ref: str, into: Path) -> Path:
@@ -223,6 +284,7 @@ def baseline_tree(ref: str, into: Path) -> Path:
     if archive.returncode != 0:
         raise ValueError(f"--cpu-step-baseline {ref!r} is not a git revision of {ROOT}: "
                          f"{archive.stderr.decode().strip()}")
+    into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
 
@@ -233,14 +295,23 @@ def cpu_step_table(args: argparse.Namespace) -> None:
 
     yardstick = matmul_flops("cpu")
     rows = [("now", {}, True), ("now, glibc's default allocator", {}, False)]
+    compiled = ("now, torch.compile (inductor; one round)", {}, True)
     with tempfile.TemporaryDirectory() as tmp:
+        for ref in args.cpu_step_compare:
+            tree = baseline_tree(ref, Path(tmp) / f"compare-{len(rows)}")
+            rows.append((f"model code at {ref}", {"BENCH_HIREMLP_FROM": str(tree)}, True))
+        if args.compile:
+            rows.append(compiled)
         if args.cpu_step_baseline:
-            old = baseline_tree(args.cpu_step_baseline, Path(tmp))
+            old = baseline_tree(args.cpu_step_baseline, Path(tmp) / "before")
             rows.append((f"before ({args.cpu_step_baseline})", {"BENCH_HIREMLP_FROM": str(old)}, False))
         runs: list[list[dict]] = [[] for _ in rows]
-        for _ in range(args.rounds):
-            for i, (_, env, keep) in enumerate(rows):
-                spec = {"protocol": "cpu", "steps": args.steps, "keep_memory": keep}
+        for round_ in range(args.rounds):
+            for i, row in enumerate(rows):
+                name, env, keep = row
+                if row is compiled and round_ > 0:
+                    continue
+                spec = {"protocol": "cpu", "steps": args.steps, "keep_memory": keep, "compile": row is compiled}
                 runs[i].append(run_child(args, spec, "--child-step", env))
     print(f"\n## cpu protocol step: {machine()}; large fp32 matmul {yardstick / 1e9:.1f} GFLOP/s; "
           f"best of {args.steps} steps x {args.rounds} rounds")
@@ -257,10 +328,14 @@ def cpu_step_table(args: argparse.Namespace) -> None:
             continue
         ratio = f"{r['img_s'] / base:.2f}x" if base else "-"
         cpu_ratio = f"{cpu_ips / cpu_base:.2f}x" if cpu_base else "-"
+        if "torch.compile" in name:
+            name += f": {r['warmup_extra_s']:.0f} s to compile"
         print(f"| {name} | {r['preset']} | {r['batch']} | {r['threads']} | {r['img_s']:.1f} | "
               f"{r['flops'] / 1e9:.1f} | {r['flops'] / yardstick:.0%} | {ratio} | {cpu_ips:.1f} | {cpu_ratio} |")
     print("(img per CPU-s: batch over the process's CPU time of its fastest step; on a busy machine it is steadier "
           "than the wall clock, and with several threads it also counts their waiting)")
+    if args.cpu_step_profile:
+        print_step_profile(args)
 
 
 def agreement(preset: str, size: int, device: str = "cpu", bf16: bool = False) -> float:
@@ -357,10 +432,18 @@ def main(argv: list[str] | None = None) -> int:
                              "fraction of a large matmul's FLOP/s")
     parser.add_argument("--cpu-step-baseline", metavar="REF",
                         help="add a row for the model code (hiremlp/) at git REF, timed in the same rounds")
+    parser.add_argument("--cpu-step-compare", metavar="REF[,REF]", default="",
+                        type=lambda v: [r for r in v.split(",") if r],
+                        help="add a row per git REF: that commit's model code with the CPU trial's allocator "
+                             "setting (a candidate speed-up held on a branch, timed beside now)")
+    parser.add_argument("--cpu-step-profile", action="store_true",
+                        help="after the table: where now's step spends its time, by op class, and the share its "
+                             "convolutions and matmuls alone take")
     parser.add_argument("--mixers", default="", help="comma-separated token mixers (hiremlp.config.MIXERS, or "
                         "'all'): print their speed table instead of the implementations'")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-step", help=argparse.SUPPRESS)
+    parser.add_argument("--child-profile", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(measure(**json.loads(args.child))))
@@ -368,12 +451,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_step:
         print(json.dumps(protocol_step(**json.loads(args.child_step))))
         return 0
-    if args.cpu_step or args.cpu_step_baseline:
-        if args.cpu_step_baseline:
+    if args.child_profile:
+        print(json.dumps(step_profile(**json.loads(args.child_profile))))
+        return 0
+    if args.cpu_step or args.cpu_step_baseline or args.cpu_step_compare or args.cpu_step_profile:
+        for flag, ref in ([("--cpu-step-baseline", args.cpu_step_baseline)] if args.cpu_step_baseline else []) + \
+                [("--cpu-step-compare", r) for r in args.cpu_step_compare]:
             check = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet",
-                                    f"{args.cpu_step_baseline}^{{commit}}"], capture_output=True)
+                                    f"{ref}^{{commit}}"], capture_output=True)
             if check.returncode != 0:
-                parser.exit(2, f"error: --cpu-step-baseline {args.cpu_step_baseline!r} is not a commit of {ROOT}\n")
+                parser.exit(2, f"error: {flag} {ref!r} is not a commit of {ROOT}\n")
         print(f"# torch {torch.__version__}, {machine()}")
         cpu_step_table(args)
         return 0

@@ -10,6 +10,7 @@ Lightning's loop are not in it (``benchmarks/overhead.py`` measures them: a few 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ import hiremlp
 from .dataset_classes import IMAGENET_CLASSES, dataset_classes
 from .run_config import RunConfig
 
-__all__ = ["EVAL_BATCH_MIN", "StepTiming", "time_training_step"]
+__all__ = ["EVAL_BATCH_MIN", "StepTiming", "TrainingStep", "time_training_step", "training_step"]
 
 EVAL_BATCH_MIN = 512  # the data modules evaluate at max(batch_size, 512)
 
@@ -43,26 +44,33 @@ class StepTiming:
     macs_per_image: int
 
 
-def time_training_step(cfg: RunConfig, device: str = "cpu", *, warmup_steps: int = 2, budget_s: float = 1.5,
-                       min_steps: int = 2, max_steps: int = 50, eval_budget_s: float = 0.0,
-                       keep_memory: bool = True) -> StepTiming:
-    """Time ``cfg``'s training step on ``device``: ``warmup_steps``, then steps until ``budget_s`` has passed (at
-    least ``min_steps``, at most ``max_steps``); evaluation too when ``eval_budget_s`` > 0. ``keep_memory``: the
-    allocator setting a CPU run applies (``host_memory``), else its page faults are timed as well."""
+@dataclass
+class TrainingStep:
+    """One run's training step, ready to call: ``step()`` trains on the next augmented synthetic batch."""
+
+    step: Callable[[], None]
+    model: torch.nn.Module
+    cfg: RunConfig
+    device: str
+    precision: str
+    classes: int
+
+
+def training_step(cfg: RunConfig, device: str = "cpu", *, compile: bool = False) -> TrainingStep:
+    """``cfg``'s training step on ``device`` (see the module docstring); ``compile`` wraps the model in
+    ``torch.compile`` (the benchmark's whole-graph-fusion row; trials do not compile on a CPU)."""
     from .classifier import HireMLPClassifier
     from .gpu_loader import DeviceAugment
-    from .host_memory import keep_freed_memory
     from .runner import classifier_hparams
 
-    cuda = torch.device(device).type == "cuda"
-    if not cuda and keep_memory:
-        keep_freed_memory()
-    precision = ("bf16-mixed" if cuda else "32") if cfg.precision == "auto" else cfg.precision
+    precision = ("bf16-mixed" if torch.device(device).type == "cuda" else "32") if cfg.precision == "auto" \
+        else cfg.precision
     amp = torch.bfloat16 if precision == "bf16-mixed" else None
     classes = dataset_classes(cfg.dataset, cfg.data_dir, cfg.classes, check=False) or IMAGENET_CLASSES
     torch.manual_seed(cfg.seed)
     module = HireMLPClassifier(**classifier_hparams(cfg, cfg.model_config(classes), channels_last=True))
     model = module.model.to(device).train()
+    forward = torch.compile(model) if compile else model
     opt = module.build_optimizer()
     recipe, size, batch = cfg.recipe, cfg.train_image_size, cfg.recipe.batch_size
     augment = DeviceAugment(recipe, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), torch.device(device), channels_last=True)
@@ -71,18 +79,37 @@ def time_training_step(cfg: RunConfig, device: str = "cpu", *, warmup_steps: int
     gen, host_rng = torch.Generator(device=device), np.random.default_rng(0)
     gen.manual_seed(0)
 
+    def step() -> None:
+        x = augment.mix(augment.finish(raw, gen), y, host_rng)[0]
+        with torch.autocast(torch.device(device).type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss = F.cross_entropy(forward(x), y, label_smoothing=recipe.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return TrainingStep(step, model, cfg, device, precision, classes)
+
+
+def time_training_step(cfg: RunConfig, device: str = "cpu", *, warmup_steps: int = 2, budget_s: float = 1.5,
+                       min_steps: int = 2, max_steps: int = 50, eval_budget_s: float = 0.0,
+                       keep_memory: bool = True, compile: bool = False) -> StepTiming:
+    """Time ``cfg``'s training step on ``device``: ``warmup_steps``, then steps until ``budget_s`` has passed (at
+    least ``min_steps``, at most ``max_steps``); evaluation too when ``eval_budget_s`` > 0. ``keep_memory``: the
+    allocator setting a CPU run applies (``host_memory``), else its page faults are timed as well."""
+    from .host_memory import keep_freed_memory
+
+    cuda = torch.device(device).type == "cuda"
+    if not cuda and keep_memory:
+        keep_freed_memory()
+    run = training_step(cfg, device, compile=compile)
+    model, train_step, precision = run.model, run.step, run.precision
+    amp = torch.bfloat16 if precision == "bf16-mixed" else None
+    size, batch = cfg.train_image_size, cfg.recipe.batch_size
+
     def now() -> float:
         if cuda:
             torch.cuda.synchronize()
         return time.perf_counter()
-
-    def train_step() -> None:
-        x = augment.mix(augment.finish(raw, gen), y, host_rng)[0]
-        with torch.autocast(torch.device(device).type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss = F.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
 
     t0 = now()
     for _ in range(warmup_steps):
