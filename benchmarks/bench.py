@@ -3,13 +3,18 @@
     python benchmarks/bench.py                       # CPU (and GPU when present): smoke / cifar_tiny / tiny
     python benchmarks/bench.py --presets tiny --batch-size 128 --compile --cpu-bf16
     python benchmarks/bench.py --cpu-step --cpu-step-baseline ef6f0dd --rounds 5   # the cpu protocol's step
+    python benchmarks/bench.py --cpu-step --cpu-step-baseline ef6f0dd --cpu-step-compare issue23-gelu --compile \
+        --cpu-step-profile --rounds 5     # ... beside a candidate branch and inductor, and where its time goes
     python benchmarks/bench.py --presets smoke --mixers all    # token mixers side by side (mixers study)
 
 ``--cpu-step`` times only the ``cpu`` protocol's training step (``protocol_step``, through
 ``lightning_modules.step_timing``, the step the sweep's up-front estimate times too: its model, batch 128, the
 recipe's augmentation, optimiser and parameter groups, channels-last) now, now without the CPU trial's allocator
 setting, and with ``--cpu-step-baseline REF`` the model code as at git REF (without that setting, as it then ran),
-all in the same interleaved rounds, with the fraction of a large fp32 matmul's FLOP/s. The header names the CPU and
+all in the same interleaved rounds, with the fraction of a large fp32 matmul's FLOP/s. ``--cpu-step-compare REF``
+adds the model code at REF with the allocator setting (a candidate held on a branch), ``--compile`` the step under
+``torch.compile`` (what whole-graph fusion buys, one round: it compiles for minutes), ``--cpu-step-profile`` the
+step's time by op class and the share its convolutions and matmuls alone take. The header names the CPU and
 the ISA torch's kernels use; ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` emulates
 an AVX2-only machine on a newer one.
 
@@ -274,7 +279,8 @@ def print_step_profile(args: argparse.Namespace) -> None:
     print("|---|---|---|")
     for name, share in sorted(r["shares"].items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {share:.0%} | {share * r['step_s'] * 1e3:.0f} |")
-    print(f"(largest in other: {', '.join(r['largest_other'])}; the step's {r['gemm_calls']} convolutions and matmuls replayed back to back on random tensors take "
+    print(f"(largest in other: {', '.join(r['largest_other'])}; the step's {r['gemm_calls']} convolutions and "
+          "matmuls replayed back to back on random tensors take "
           f"{r['gemm_share']:.0%} of the step: the rest is what fusion could at most remove)")
 
 
