@@ -95,6 +95,11 @@ class SplitAttention(nn.Module):
         weights = self.fc2(self.act(self.fc1(pooled))).reshape(b, c, self.n).transpose(1, 2).softmax(1)
         # CUDA autocast runs softmax in float32: cast back, or every full-size product below is float32 too
         weights = weights.transpose(0, 1)[..., None, None].to(outs[0].dtype)
+        if torch.compiler.is_compiling():  # inductor fuses the chain itself (and crashed on the Function, AVX-512)
+            fused = outs[0] * weights[0]
+            for k in range(1, self.n):
+                fused = fused.addcmul(outs[k], weights[k])
+            return fused
         return _WeightedSum.apply(weights, *outs)
 
 

@@ -60,18 +60,34 @@ def test_bench_prints_the_table_and_rejects_a_bad_preset() -> None:
 
 def test_cpu_step_rows_time_the_protocols_step_now_and_at_a_baseline_commit(tmp_path: Path) -> None:
     bench = [sys.executable, str(ROOT / "benchmarks" / "bench.py")]
-    cmd = bench + ["--cpu-step", "--cpu-step-baseline", "HEAD", "--steps", "1", "--rounds", "1", "--threads", "1"]
+    cmd = bench + ["--cpu-step", "--cpu-step-baseline", "HEAD", "--cpu-step-compare", "HEAD", "--steps", "1",
+                   "--rounds", "1", "--threads", "1"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| now") or
-            line.startswith("| before (HEAD)")]
-    assert [r[0] for r in rows] == ["| now", "| now, glibc's default allocator", "| before (HEAD)"]
+            line.startswith("| before (HEAD)") or line.startswith("| model code at")]
+    assert [r[0] for r in rows] == ["| now", "| now, glibc's default allocator", "| model code at HEAD",
+                                    "| before (HEAD)"]
     assert all(r[1:4] == ["smoke", "128", "1"] for r in rows)  # the cpu protocol's model and batch
     assert rows[-1][7] == "1.00x" and all(r[7].endswith("x") for r in rows)
     assert "torch kernels" in out.stdout  # the machine's ISA is stated
-    bad = subprocess.run(bench + ["--cpu-step-baseline", "no-such-rev"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "'no-such-rev' is not a commit" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1
+    for flag in ("--cpu-step-baseline", "--cpu-step-compare"):
+        bad = subprocess.run(bench + [flag, "no-such-rev"], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and f"{flag} 'no-such-rev' is not a commit" in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_step_profile_splits_the_protocols_step_by_op_class() -> None:
+    from bench import OP_CLASSES, step_profile
+
+    r = step_profile("smoke", steps=1)
+    shares = r["shares"]
+    assert set(shares) == set(OP_CLASSES) | {"other"}
+    assert abs(sum(shares.values()) - 1.0) < 1e-9 and all(v >= 0 for v in shares.values())
+    # the smoke model's stage-1/2 1x1 convs, its matmuls, GELUs and batch norms all run in a step
+    for name in ("convolutions (oneDNN)", "matmuls (BLAS)", "exact GELU", "batch norm"):
+        assert shares[name] > 0.01, name
+    assert 0 < r["gemm_share"] < 1.5 and r["gemm_calls"] > 20
 
 
 def test_a_baseline_child_runs_the_model_code_it_is_given(tmp_path: Path) -> None:

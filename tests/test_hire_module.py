@@ -334,6 +334,18 @@ def test_weighted_sum_equals_autograds_mul_addcmul_chain_bit_for_bit(channels_la
         assert torch.equal(a, b)
 
 
+def test_split_attention_compiles_to_the_eager_values_and_gradients() -> None:
+    """Under torch.compile the fusion is autograd's chain (inductor crashed on the custom backward with AVX-512)."""
+    torch.manual_seed(0)
+    m = _module(region_size=3, shift=1)
+    outs = [torch.randn(2, 16, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_() for _ in range(3)]
+    eager = m.reweight(outs)
+    compiled = torch.compile(m.reweight, fullgraph=True)(outs)
+    torch.testing.assert_close(compiled, eager)
+    for a, b in zip(torch.autograd.grad(compiled.sum(), outs), torch.autograd.grad(eager.sum(), outs), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("kwargs,field", [
     (dict(padding="mirror"), "padding"),
     (dict(cross_region="twist"), "cross_region"),
