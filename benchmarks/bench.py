@@ -214,8 +214,9 @@ def protocol_step(protocol: str = "cpu", steps: int = 5, keep_memory: bool = Tru
 
     kept = keep_freed_memory() if keep_memory else False
     p = get_protocol(protocol)
-    t = time_training_step(p.config, "cpu", warmup_steps=warmup, budget_s=0.0, min_steps=steps, max_steps=steps,
-                           keep_memory=keep_memory, compile=compile)
+    cfg = p.config.with_changes(compile=True) if compile else p.config
+    t = time_training_step(cfg, "cpu", warmup_steps=warmup, budget_s=0.0, min_steps=steps, max_steps=steps,
+                           keep_memory=keep_memory)
     step_s = t.batch / t.best_images_per_s
     return {"img_s": t.best_images_per_s, "step_s": step_s, "cpu_img_s": t.cpu_images_per_s,
             "macs": t.macs_per_image, "flops": 6 * t.macs_per_image * t.batch / step_s, "threads": t.threads,

@@ -1,10 +1,11 @@
 """How fast a run's training step goes on this machine: the step its trials take, timed after warm-up.
 
-The step is the run's own: its model (``RunConfig.model_config``), batch, precision and channels-last layout, each
-batch through the recipe's on-device augmentation, the recipe's optimiser over the trial's parameter groups
-(``HireMLPClassifier.build_optimizer``) and label-smoothed cross-entropy, on synthetic images. Data loading and
-Lightning's loop are not in it (``benchmarks/overhead.py`` measures them: a few percent). A sweep's up-front estimate
-(``sweeps/cost.py``) and ``benchmarks/bench.py --cpu-step`` both time this one function.
+The step is the run's own: its model (``RunConfig.model_config``), batch, precision, channels-last layout and
+``torch.compile`` setting, each batch through the recipe's on-device augmentation, the recipe's optimiser over the
+trial's parameter groups (``HireMLPClassifier.build_optimizer``) and label-smoothed cross-entropy, on synthetic
+images. Data loading and Lightning's loop are not in it (``benchmarks/overhead.py`` measures them: a few percent).
+A sweep's up-front estimate (``sweeps/cost.py``) and ``benchmarks/bench.py --cpu-step`` both time this one step
+(``training_step``); the benchmark's profile runs it too.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ class TrainingStep:
     classes: int
 
 
-def training_step(cfg: RunConfig, device: str = "cpu", *, compile: bool = False) -> TrainingStep:
-    """``cfg``'s training step on ``device`` (see the module docstring); ``compile`` wraps the model in
-    ``torch.compile`` (the benchmark's whole-graph-fusion row; trials do not compile on a CPU)."""
+def training_step(cfg: RunConfig, device: str = "cpu") -> TrainingStep:
+    """``cfg``'s training step on ``device`` (see the module docstring), under ``torch.compile`` when the run
+    compiles (``cfg.compile``), as its trials do."""
     from .classifier import HireMLPClassifier
     from .gpu_loader import DeviceAugment
     from .runner import classifier_hparams
@@ -70,7 +71,7 @@ def training_step(cfg: RunConfig, device: str = "cpu", *, compile: bool = False)
     torch.manual_seed(cfg.seed)
     module = HireMLPClassifier(**classifier_hparams(cfg, cfg.model_config(classes), channels_last=True))
     model = module.model.to(device).train()
-    forward = torch.compile(model) if compile else model
+    forward = torch.compile(model) if cfg.compile else model
     opt = module.build_optimizer()
     recipe, size, batch = cfg.recipe, cfg.train_image_size, cfg.recipe.batch_size
     augment = DeviceAugment(recipe, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), torch.device(device), channels_last=True)
@@ -92,7 +93,7 @@ def training_step(cfg: RunConfig, device: str = "cpu", *, compile: bool = False)
 
 def time_training_step(cfg: RunConfig, device: str = "cpu", *, warmup_steps: int = 2, budget_s: float = 1.5,
                        min_steps: int = 2, max_steps: int = 50, eval_budget_s: float = 0.0,
-                       keep_memory: bool = True, compile: bool = False) -> StepTiming:
+                       keep_memory: bool = True) -> StepTiming:
     """Time ``cfg``'s training step on ``device``: ``warmup_steps``, then steps until ``budget_s`` has passed (at
     least ``min_steps``, at most ``max_steps``); evaluation too when ``eval_budget_s`` > 0. ``keep_memory``: the
     allocator setting a CPU run applies (``host_memory``), else its page faults are timed as well."""
@@ -101,7 +102,7 @@ def time_training_step(cfg: RunConfig, device: str = "cpu", *, warmup_steps: int
     cuda = torch.device(device).type == "cuda"
     if not cuda and keep_memory:
         keep_freed_memory()
-    run = training_step(cfg, device, compile=compile)
+    run = training_step(cfg, device)
     model, train_step, precision = run.model, run.step, run.precision
     amp = torch.bfloat16 if precision == "bf16-mixed" else None
     size, batch = cfg.train_image_size, cfg.recipe.batch_size
