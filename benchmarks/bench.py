@@ -2,8 +2,8 @@
 
     python benchmarks/bench.py                       # CPU (and GPU when present): smoke / cifar_tiny / tiny
     python benchmarks/bench.py --presets tiny --batch-size 128 --compile --cpu-bf16
-    python benchmarks/bench.py --cpu-step --cpu-step-baseline ef6f0dd --rounds 5   # the cpu protocol's step
-    python benchmarks/bench.py --cpu-step --cpu-step-baseline ef6f0dd --cpu-step-compare issue23-gelu --compile \
+    python benchmarks/bench.py --cpu-step --cpu-step-baseline 6c11f53 --rounds 5   # the cpu protocol's step
+    python benchmarks/bench.py --cpu-step --cpu-step-baseline 6c11f53 --cpu-step-compare issue23-gelu --compile \
         --cpu-step-profile --rounds 5     # ... beside a candidate branch and inductor, and where its time goes
     python benchmarks/bench.py --presets smoke --mixers all    # token mixers side by side (mixers study)
 
@@ -16,7 +16,9 @@ adds the model code at REF with the allocator setting (a candidate held on a bra
 ``torch.compile`` (what whole-graph fusion buys, one round: it compiles for minutes), ``--cpu-step-profile`` the
 step's time by op class and the share its convolutions and matmuls alone take. The header names the CPU and
 the ISA torch's kernels use; ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` emulates
-an AVX2-only machine on a newer one.
+an AVX2-only machine on a newer one. A REF's model code must run under today's ``step_timing`` (6c11f53 does and
+computes the cpu step bit for bit as ef6f0dd, whose model code predates ``hiremlp.row_config``); one that does not
+gets a "failed" row.
 
 Columns:
 - train / infer img/s: the fastest of ``--steps`` steps (forward, backward, fused AdamW as training uses it),

@@ -96,11 +96,16 @@ class SplitAttention(nn.Module):
         # CUDA autocast runs softmax in float32: cast back, or every full-size product below is float32 too
         weights = weights.transpose(0, 1)[..., None, None].to(outs[0].dtype)
         if torch.compiler.is_compiling():  # inductor fuses the chain itself (and crashed on the Function, AVX-512)
-            fused = outs[0] * weights[0]
-            for k in range(1, self.n):
-                fused = fused.addcmul(outs[k], weights[k])
-            return fused
+            return _weighted_sum(weights, outs)
         return _WeightedSum.apply(weights, *outs)
+
+
+def _weighted_sum(weights: Tensor, outs: Sequence[Tensor]) -> Tensor:
+    """``sum_k outs[k] * weights[k]``: one mul, then one in-place addcmul per further branch."""
+    fused = outs[0] * weights[0]
+    for k in range(1, len(outs)):
+        fused.addcmul_(outs[k], weights[k])
+    return fused
 
 
 class _WeightedSum(torch.autograd.Function):
@@ -111,11 +116,8 @@ class _WeightedSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights: Tensor, *outs: Tensor) -> Tensor:
-        fused = outs[0] * weights[0]
-        for k in range(1, len(outs)):
-            fused.addcmul_(outs[k], weights[k])
         ctx.save_for_backward(weights, *outs)
-        return fused
+        return _weighted_sum(weights, outs)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:

@@ -51,10 +51,7 @@ class TrainingStep:
 
     step: Callable[[], None]
     model: torch.nn.Module
-    cfg: RunConfig
-    device: str
     precision: str
-    classes: int
 
 
 def training_step(cfg: RunConfig, device: str = "cpu") -> TrainingStep:
@@ -88,7 +85,7 @@ def training_step(cfg: RunConfig, device: str = "cpu") -> TrainingStep:
         loss.backward()
         opt.step()
 
-    return TrainingStep(step, model, cfg, device, precision, classes)
+    return TrainingStep(step, model, precision)
 
 
 def time_training_step(cfg: RunConfig, device: str = "cpu", *, warmup_steps: int = 2, budget_s: float = 1.5,
